@@ -1,0 +1,266 @@
+// Package envelope seals data under a fresh data key from a keyring and
+// writes a header that names the key and version, so that Open finds them
+// without being told.
+//
+// # Format
+//
+// An envelope is a header followed by the payload in segments of 64 KiB,
+// the last one marked. The header holds the encryption context, a random
+// salt, a key commitment and the data key blob (the same format
+// keyring.Keyring.Encrypt produces). The payload is AES-256-GCM under a key
+// derived from the data key and the salt. docs/FORMAT.md specifies every
+// byte. Envelopes written by this format open in every later release.
+//
+// Whole buffers ([Seal], [Open]) and streams ([NewWriter], [NewReader]) use
+// the same format: either side may be a stream.
+//
+// # Security
+//
+// Every header byte is authenticated before any plaintext is released: the
+// blob by its own AEAD under the key version (which also binds the
+// encryption context), the salt and the data key by the commitment, and
+// the format bytes are fixed. Truncation, also at a segment boundary,
+// reordering and bit flips fail with keyring.ErrDecrypt or
+// keyring.ErrMalformed, never with partial plaintext. [Rewrap] replaces the
+// blob without touching the payload, to move old envelopes to the current
+// key version.
+//
+// # Concurrency
+//
+// The functions are safe for concurrent use. A Writer or Reader is not; use
+// one per goroutine.
+package envelope
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/google/uuid"
+	"github.com/kmsring/kmsring/internal/format"
+	"github.com/kmsring/kmsring/keyring"
+)
+
+// ErrContextMismatch reports that Open or NewReader was given an encryption
+// context that differs from the one in the header.
+var ErrContextMismatch = errors.New("envelope: encryption context does not match")
+
+// Opener decrypts data key blobs. *keyring.Keyring and *keyring.Set satisfy
+// it.
+type Opener interface {
+	Decrypt(ctx context.Context, blob []byte, opts ...keyring.OpOption) ([]byte, error)
+}
+
+// Option configures Seal, Open, NewWriter and NewReader.
+type Option func(*config)
+
+type config struct {
+	ec    map[string]string
+	hasEC bool
+}
+
+func newConfig(opts []Option) config {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// WithEncryptionContext sets the encryption context. When sealing, it is
+// written to the header and bound to the data key blob. When opening, the
+// header's context must equal it exactly or the call fails with
+// ErrContextMismatch; without it, Open accepts the header's context, which
+// Inspect returns.
+func WithEncryptionContext(ec map[string]string) Option {
+	return func(c *config) { c.ec, c.hasEC = ec, true }
+}
+
+// Header is what Inspect reads from an envelope without a key. None of it is
+// authenticated until the envelope is opened.
+type Header struct {
+	// KeyID and Version name the key version whose blob wraps the data key.
+	KeyID   string
+	Version uint32
+	// EncryptionContext is nil when empty.
+	EncryptionContext map[string]string
+	// DataKeyBlob is the wrapped data key; keyring.ParseCiphertext reads it.
+	DataKeyBlob []byte
+	// Size is the header's length in bytes; the payload follows it.
+	Size int
+	// SegmentSize is the plaintext size of a full payload segment.
+	SegmentSize int
+}
+
+// Inspect parses the header of an envelope. It needs no key and checks
+// nothing beyond the header's syntax; it fails with keyring.ErrMalformed.
+func Inspect(sealed []byte) (Header, error) {
+	h, n, err := format.ParseHeader(sealed)
+	if err != nil {
+		return Header{}, fmt.Errorf("envelope: %w", err)
+	}
+	return Header{
+		KeyID:             uuid.UUID(h.Blob.KeyID).String(),
+		Version:           h.Blob.Version,
+		EncryptionContext: h.Context,
+		DataKeyBlob:       h.Blob.Marshal(),
+		Size:              n,
+		SegmentSize:       segmentSize,
+	}, nil
+}
+
+// newHeader generates a data key under k's current version, appends the
+// header for it to dst and returns it with the payload key.
+func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, dst []byte) ([]byte, *[32]byte, error) {
+	dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(ec))
+	if err != nil {
+		return nil, nil, fmt.Errorf("envelope: %w", err)
+	}
+	defer dk.Destroy()
+	bl, err := format.ParseBlob(dk.Ciphertext)
+	if err != nil {
+		return nil, nil, fmt.Errorf("envelope: %w", err)
+	}
+	h := format.Header{Suite: format.SuiteAES256GCMSHA512, Context: ec, Blob: bl}
+	rand.Read(h.Salt[:])
+	pk, commitment := deriveKeys(dk.Plaintext, &h.Salt)
+	h.Commitment = commitment
+	out, err := h.Append(dst)
+	if err != nil {
+		return nil, nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
+	}
+	return out, &pk, nil
+}
+
+// openHeader unwraps the data key of h with k, checks the commitment and
+// returns the payload key.
+func openHeader(ctx context.Context, k Opener, h *format.Header, c config) (*[32]byte, error) {
+	if c.hasEC && !maps.Equal(c.ec, h.Context) {
+		return nil, ErrContextMismatch
+	}
+	dek, err := k.Decrypt(ctx, h.Blob.Marshal(), keyring.WithEncryptionContext(h.Context))
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	defer clear(dek)
+	if len(dek) != dekSize {
+		return nil, keyring.ErrDecrypt
+	}
+	pk, commitment := deriveKeys(dek, &h.Salt)
+	if subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
+		return nil, keyring.ErrDecrypt
+	}
+	return &pk, nil
+}
+
+// segments returns the number of segments for a payload of n bytes.
+func segments(n int) int {
+	if n == 0 {
+		return 1
+	}
+	return (n + segmentSize - 1) / segmentSize
+}
+
+// Seal encrypts plaintext under a fresh data key from k's current version
+// and returns the envelope.
+func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
+	c := newConfig(opts)
+	size := format.FixedHeaderSize + format.MaxBlobSize + 2 + len(plaintext) + segments(len(plaintext))*tagSize
+	for key, v := range c.ec {
+		size += 4 + len(key) + len(v)
+	}
+	out, pk, err := newHeader(ctx, k, c.ec, make([]byte, 0, size))
+	if err != nil {
+		return nil, err
+	}
+	aead := newPayloadAEAD(pk)
+	clear(pk[:])
+	var nonce [12]byte
+	for i := 0; ; i++ {
+		seg := plaintext[min(i*segmentSize, len(plaintext)):min((i+1)*segmentSize, len(plaintext))]
+		last := (i+1)*segmentSize >= len(plaintext)
+		segmentNonce(&nonce, uint64(i), last)
+		out = aead.Seal(out, nonce[:], seg, nil)
+		if last {
+			return out, nil
+		}
+	}
+}
+
+// Open authenticates and decrypts an envelope, unwrapping its data key with
+// k (a *keyring.Keyring, or a *keyring.Set to resolve the key ID from the
+// header). It returns no plaintext unless the whole envelope is authentic:
+// it fails with keyring.ErrMalformed for bytes that are not an envelope,
+// keyring.ErrDecrypt for every authentication failure, ErrContextMismatch,
+// and the keyring's errors for a key or version it cannot use.
+func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte, error) {
+	c := newConfig(opts)
+	h, n, err := format.ParseHeader(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	payload := sealed[n:]
+	full, rem := len(payload)/sealedSegmentSize, len(payload)%sealedSegmentSize
+	switch {
+	case rem == 0 && full == 0, rem > 0 && rem < tagSize:
+		return nil, fmt.Errorf("envelope: %w: truncated payload", keyring.ErrMalformed)
+	case rem == tagSize && full > 0:
+		return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
+	}
+	pk, err := openHeader(ctx, k, h, c)
+	if err != nil {
+		return nil, err
+	}
+	aead := newPayloadAEAD(pk)
+	clear(pk[:])
+	out := make([]byte, 0, len(payload)-(full+min(rem, 1))*tagSize)
+	var nonce [12]byte
+	for i := 0; len(payload) > 0; i++ {
+		seg := payload[:min(sealedSegmentSize, len(payload))]
+		payload = payload[len(seg):]
+		segmentNonce(&nonce, uint64(i), len(payload) == 0)
+		if out, err = aead.Open(out, nonce[:], seg, nil); err != nil {
+			clear(out[:cap(out)])
+			return nil, keyring.ErrDecrypt
+		}
+	}
+	return out, nil
+}
+
+// Rewrap returns the envelope with its data key blob replaced by one under
+// k's current version, and every payload byte as it was: the way to retire
+// old versions without re-encrypting data. The data key is unwrapped and
+// checked against the commitment first; the payload is not decrypted. The
+// envelope must belong to k (else keyring.ErrWrongKey).
+func Rewrap(ctx context.Context, k *keyring.Keyring, sealed []byte) ([]byte, error) {
+	h, n, err := format.ParseHeader(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	dek, err := k.Decrypt(ctx, h.Blob.Marshal(), keyring.WithEncryptionContext(h.Context))
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	defer clear(dek)
+	if len(dek) != dekSize {
+		return nil, keyring.ErrDecrypt
+	}
+	if _, commitment := deriveKeys(dek, &h.Salt); subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
+		return nil, keyring.ErrDecrypt
+	}
+	blob, err := k.Encrypt(ctx, dek, keyring.WithEncryptionContext(h.Context))
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	if h.Blob, err = format.ParseBlob(blob); err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	out, err := h.Append(make([]byte, 0, n+len(sealed)))
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	return append(out, sealed[n:]...), nil
+}

@@ -1,0 +1,241 @@
+// Package rotation rotates keyrings automatically, each on its own period,
+// and tells when a key's rotation is overdue.
+//
+// A [Scheduler] holds keyrings and calls keyring.Keyring.RotateIfDue on
+// each when it is due. [Scheduler.Run] sleeps on the injected clock until the
+// earliest due time, so a test that passes a clockwork.FakeClock lives
+// through years of rotations in milliseconds; [Scheduler.RunOnce] does one
+// pass for callers that drive their own loop.
+//
+// # Clocks
+//
+// The keyring's clock stamps versions and decides whether a key is due; the
+// scheduler's clock only decides when to wake. Pass the same clock to both.
+//
+// # Many replicas
+//
+// Any number of schedulers, in one process or many sharing a store, may hold
+// the same key: RotateIfDue is a compare-and-swap, so a due period yields
+// exactly one new version and the other schedulers adopt it. Run re-reads
+// its keys from the store at the refresh interval (WithRefreshInterval) to
+// see schedules changed elsewhere, and wakes at once when a key it holds
+// changes its schedule in this process.
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kmsring/kmsring/keyring"
+)
+
+// Event records one rotation.
+type Event struct {
+	KeyID string
+	// Version is the new current version; Previous the one it replaced.
+	Version, Previous uint32
+	// At is when the rotation happened: the new version's creation time.
+	At     time.Time
+	Origin keyring.Origin
+}
+
+// DefaultRefreshInterval is how often Run re-reads its keys from the store
+// by default.
+const DefaultRefreshInterval = time.Minute
+
+// Option configures a Scheduler.
+type Option func(*Scheduler)
+
+// WithClock sets the clock Run sleeps on. The default is the wall clock.
+func WithClock(c keyring.Clock) Option { return func(s *Scheduler) { s.clock = c } }
+
+// WithRefreshInterval sets how often Run re-reads its keys from the store
+// to see changes made by other processes, and the longest it sleeps.
+// Non-positive values keep DefaultRefreshInterval.
+func WithRefreshInterval(d time.Duration) Option {
+	return func(s *Scheduler) {
+		if d > 0 {
+			s.refresh = d
+		}
+	}
+}
+
+// WithLogger sets the logger Run reports rotations and failures to. The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(s *Scheduler) { s.log = l } }
+
+// WithOnRotate sets a function Run calls, from its own goroutine, for every
+// rotation it carries out. It should return quickly.
+func WithOnRotate(f func(Event)) Option { return func(s *Scheduler) { s.onRotate = f } }
+
+// WithOnError sets a function Run calls, from its own goroutine, for every
+// failed pass (the error joins one error per failed key). Run retries
+// failed keys with a backoff of up to the refresh interval.
+func WithOnError(f func(error)) Option { return func(s *Scheduler) { s.onError = f } }
+
+// Scheduler rotates the keyrings it holds when they are due. It is safe for
+// concurrent use; Add may be called while Run runs.
+type Scheduler struct {
+	clock    keyring.Clock
+	refresh  time.Duration
+	log      *slog.Logger
+	onRotate func(Event)
+	onError  func(error)
+
+	wake chan struct{} // buffered; a schedule changed in this process
+
+	mu    sync.Mutex
+	keys  []*keyring.Keyring
+	stops []func()
+}
+
+// minRetry is the first retry delay after a failed pass.
+const minRetry = time.Second
+
+// New returns a scheduler holding no keys.
+func New(opts ...Option) *Scheduler {
+	s := &Scheduler{
+		clock:   keyring.RealClock(),
+		refresh: DefaultRefreshInterval,
+		log:     slog.Default(),
+		wake:    make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Add makes the scheduler rotate k. Adding a keyring twice has no effect.
+func (s *Scheduler) Add(k *keyring.Keyring) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, have := range s.keys {
+		if have == k {
+			return
+		}
+	}
+	s.keys = append(s.keys, k)
+	s.stops = append(s.stops, k.NotifyScheduleChange(s.wake))
+	s.signal()
+}
+
+// Remove stops the scheduler rotating k.
+func (s *Scheduler) Remove(k *keyring.Keyring) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, have := range s.keys {
+		if have == k {
+			s.stops[i]()
+			s.keys = append(s.keys[:i], s.keys[i+1:]...)
+			s.stops = append(s.stops[:i], s.stops[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *Scheduler) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Scheduler) snapshot() []*keyring.Keyring {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*keyring.Keyring(nil), s.keys...)
+}
+
+// RunOnce rotates every key that is due at its keyring clock's current
+// time. It returns an event for each rotation it carried out and the
+// errors.Join of the failures; a failure on one key does not stop the
+// others.
+func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
+	var events []Event
+	var errs []error
+	for _, k := range s.snapshot() {
+		v, rotated, err := k.RotateIfDue(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rotation: key %s: %w", k.ID(), err))
+			continue
+		}
+		if rotated {
+			events = append(events, Event{KeyID: k.ID(), Version: v.Number, Previous: v.Number - 1, At: v.CreatedAt, Origin: v.Origin})
+		}
+	}
+	return events, errors.Join(errs...)
+}
+
+// Run rotates keys as they fall due until ctx ends, then returns ctx.Err().
+// It sleeps on the clock until the earliest next rotation time, at most
+// the refresh interval, and wakes early when a key it holds changes its
+// schedule in this process. A failed rotation is logged, reported to the
+// WithOnError function and retried; it never ends Run. Run leaves no
+// goroutine behind.
+func (s *Scheduler) Run(ctx context.Context) error {
+	lastRefresh := s.clock.Now()
+	retry := time.Duration(0)
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if now := s.clock.Now(); now.Sub(lastRefresh) >= s.refresh {
+			lastRefresh = now
+			for _, k := range s.snapshot() {
+				if err := k.Refresh(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("kmsring: refreshing key failed", "key_id", k.ID(), "err", err)
+				}
+			}
+		}
+		events, err := s.RunOnce(ctx)
+		// RunOnce's own rotations signalled wake; the wait below
+		// accounts for them.
+		select {
+		case <-s.wake:
+		default:
+		}
+		for _, e := range events {
+			s.log.Info("kmsring: key rotated", "key_id", e.KeyID, "version", e.Version, "previous", e.Previous, "origin", e.Origin.String())
+			if s.onRotate != nil {
+				s.onRotate(e)
+			}
+		}
+		wait := s.refresh - s.clock.Now().Sub(lastRefresh)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("kmsring: rotation failed", "err", err)
+			if s.onError != nil {
+				s.onError(err)
+			}
+			retry = min(max(2*retry, minRetry), s.refresh)
+			wait = min(wait, retry)
+		} else {
+			retry = 0
+		}
+		now := s.clock.Now()
+		for _, k := range s.snapshot() {
+			if next := k.NextRotationAt(); !next.IsZero() {
+				wait = min(wait, next.Sub(now))
+			}
+		}
+		wait = max(wait, time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.clock.After(wait):
+		case <-s.wake:
+		}
+	}
+}
+
+// Overdue reports whether md's automatic rotation is more than grace past
+// due at now: rotation enabled and now > NextRotationAt + grace. A key with
+// rotation disabled is never overdue. The classic alarm "no rotation in 400
+// days" on a yearly key is Overdue(md, now, 35*24*time.Hour).
+func Overdue(md keyring.Metadata, now time.Time, grace time.Duration) bool {
+	return md.RotationEnabled && now.After(md.NextRotationAt.Add(grace))
+}

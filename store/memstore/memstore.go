@@ -1,0 +1,175 @@
+// Package memstore is an in-memory [store.Store], the default store of a
+// keyring and the one to use in tests.
+//
+// Everything it holds is lost when the process exits. It is safe for
+// concurrent use.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/kmsring/kmsring/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is an in-memory store. The zero value is not usable; call New.
+type Store struct {
+	mu      sync.RWMutex
+	records map[string]store.Record
+	aliases map[string]string // alias -> key ID
+	// versions holds each key's versions indexed by number-1; numbers are
+	// dense in practice but the store does not rely on it.
+	versions map[string]map[uint32][]byte
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		records:  make(map[string]store.Record),
+		aliases:  make(map[string]string),
+		versions: make(map[string]map[uint32][]byte),
+	}
+}
+
+// Create implements [store.Store].
+func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.Version) (store.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Record{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.records[rec.KeyID]; ok {
+		return store.Record{}, fmt.Errorf("memstore: key %s: %w", rec.KeyID, store.ErrExists)
+	}
+	if _, ok := s.aliases[rec.KeyID]; ok {
+		return store.Record{}, fmt.Errorf("memstore: key %s: %w", rec.KeyID, store.ErrExists)
+	}
+	if err := s.checkAliases(rec); err != nil {
+		return store.Record{}, err
+	}
+	rec = clone(rec)
+	rec.Revision = 1
+	s.records[rec.KeyID] = rec
+	for _, a := range rec.Aliases {
+		s.aliases[a] = rec.KeyID
+	}
+	vs := make(map[uint32][]byte, len(versions))
+	for _, v := range versions {
+		vs[v.Number] = slices.Clone(v.Data)
+	}
+	s.versions[rec.KeyID] = vs
+	return clone(rec), nil
+}
+
+// checkAliases reports ErrExists if an alias of rec names another key or is
+// the ID of one. s.mu must be held.
+func (s *Store) checkAliases(rec store.Record) error {
+	for _, a := range rec.Aliases {
+		if owner, ok := s.aliases[a]; ok && owner != rec.KeyID {
+			return fmt.Errorf("memstore: alias %s: %w", a, store.ErrExists)
+		}
+		if _, ok := s.records[a]; ok {
+			return fmt.Errorf("memstore: alias %s: %w", a, store.ErrExists)
+		}
+	}
+	return nil
+}
+
+// Get implements [store.Store].
+func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Record{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id := idOrAlias
+	if owner, ok := s.aliases[idOrAlias]; ok {
+		id = owner
+	}
+	rec, ok := s.records[id]
+	if !ok {
+		return store.Record{}, fmt.Errorf("memstore: %s: %w", idOrAlias, store.ErrNotFound)
+	}
+	return clone(rec), nil
+}
+
+// Versions implements [store.Store].
+func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]store.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	vs, ok := s.versions[keyID]
+	if !ok {
+		return nil, fmt.Errorf("memstore: %s: %w", keyID, store.ErrNotFound)
+	}
+	out := make([]store.Version, 0, len(vs))
+	for n, d := range vs {
+		if n > after {
+			out = append(out, store.Version{Number: n, Data: slices.Clone(d)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	return out, nil
+}
+
+// Update implements [store.Store].
+func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.Version) (store.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Record{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.records[rec.KeyID]
+	if !ok {
+		return store.Record{}, fmt.Errorf("memstore: %s: %w", rec.KeyID, store.ErrNotFound)
+	}
+	if old.Revision != rec.Revision {
+		return store.Record{}, fmt.Errorf("memstore: %s at revision %d, not %d: %w",
+			rec.KeyID, old.Revision, rec.Revision, store.ErrConflict)
+	}
+	if err := s.checkAliases(rec); err != nil {
+		return store.Record{}, err
+	}
+	for _, a := range old.Aliases {
+		delete(s.aliases, a)
+	}
+	rec = clone(rec)
+	rec.Revision = old.Revision + 1
+	s.records[rec.KeyID] = rec
+	for _, a := range rec.Aliases {
+		s.aliases[a] = rec.KeyID
+	}
+	vs := s.versions[rec.KeyID]
+	for _, v := range versions {
+		vs[v.Number] = slices.Clone(v.Data)
+	}
+	return clone(rec), nil
+}
+
+// List implements [store.Store].
+func (s *Store) List(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]string, 0, len(s.records))
+	for id := range s.records {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func clone(r store.Record) store.Record {
+	r.Aliases = slices.Clone(r.Aliases)
+	r.Data = slices.Clone(r.Data)
+	return r
+}

@@ -1,0 +1,96 @@
+// Package store defines the narrow persistence interface that keyrings are
+// kept in.
+//
+// A store is deliberately dumb: it keeps opaque records and never interprets
+// them. Policy (rotation rules, version states, wrapping of key material
+// under the root key) lives once, in package keyring. A backend only has to
+// create, read, list and compare-and-swap records, which is what makes many
+// backends cheap to write and easy to verify with the shared conformance
+// suite in store/storetest.
+//
+// # Records
+//
+// A keyring is one [Record] (small, rewritten on every change) plus one
+// [Version] per key version (appended, and replaced only when that version's
+// state changes). Rotation therefore writes the record and one new version,
+// and its cost does not grow with the number of versions a key already has.
+//
+// # Concurrency
+//
+// Every method of a Store must be safe for concurrent use, including by
+// several processes sharing one database. [Store.Update] is a
+// compare-and-swap on the record's revision: of any number of concurrent
+// updates from the same revision exactly one succeeds and the others fail
+// with [ErrConflict].
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors returned by every Store. Backends wrap them with context; callers
+// test for them with errors.Is.
+var (
+	// ErrNotFound reports that no record has the requested key ID or alias.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists reports that a key ID or alias is already taken.
+	ErrExists = errors.New("store: already exists")
+	// ErrConflict reports a compare-and-swap update from a stale revision.
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrClosed reports use of a store after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Record is the small, frequently rewritten part of a keyring.
+type Record struct {
+	// KeyID is the stable identifier of the key; it never changes.
+	KeyID string
+	// Aliases are alternative names by which Get finds the record. An alias
+	// belongs to at most one record in a store.
+	Aliases []string
+	// Revision is assigned by the store: 1 on Create, incremented by every
+	// successful Update.
+	Revision uint64
+	// Data is opaque to the store.
+	Data []byte
+}
+
+// Version is the stored form of one key version. Its Data is opaque to the
+// store (keyring keeps the version's state and its wrapped material there).
+type Version struct {
+	// Number is the version number, at least 1.
+	Number uint32
+	// Data is opaque to the store.
+	Data []byte
+}
+
+// Store is the persistence interface a keyring is kept in.
+//
+// Implementations must copy the slices they are given and must not retain or
+// modify slices they return after returning them.
+type Store interface {
+	// Create stores a new record with its first versions. It fails with
+	// ErrExists if the key ID or any alias is already taken. The returned
+	// record carries Revision 1.
+	Create(ctx context.Context, rec Record, versions []Version) (Record, error)
+
+	// Get returns the record whose key ID or alias is idOrAlias, or
+	// ErrNotFound.
+	Get(ctx context.Context, idOrAlias string) (Record, error)
+
+	// Versions returns the versions of keyID whose number is greater than
+	// after, in ascending order of number.
+	Versions(ctx context.Context, keyID string, after uint32) ([]Version, error)
+
+	// Update replaces the record rec.KeyID if its stored revision equals
+	// rec.Revision, and in the same atomic step inserts or replaces the
+	// given versions. It fails with ErrConflict if the revision differs,
+	// ErrNotFound if there is no such record and ErrExists if a new alias
+	// belongs to another record; on failure nothing is written. The
+	// returned record carries the new revision.
+	Update(ctx context.Context, rec Record, versions []Version) (Record, error)
+
+	// List returns the key IDs of every record, sorted.
+	List(ctx context.Context) ([]string, error)
+}
