@@ -1,0 +1,267 @@
+package envelope_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"testing"
+
+	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const seg = 64 << 10
+
+var sizes = []int{0, 1, 1000, seg - 1, seg, seg + 1, 3 * seg, 3*seg + 17}
+
+func newKey(t testing.TB) *keyring.Keyring {
+	t.Helper()
+	k, err := keyring.New(t.Context())
+	require.NoError(t, err)
+	return k
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestSealOpen(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	ec := map[string]string{"file": "orders.csv"}
+	for _, n := range sizes {
+		pt := random(n)
+		sealed, err := envelope.Seal(ctx, k, pt, envelope.WithEncryptionContext(ec))
+		require.NoError(t, err)
+		h, err := envelope.Inspect(sealed)
+		require.NoError(t, err)
+		overhead := len(sealed) - n
+		segments := max(1, (n+seg-1)/seg)
+		assert.Equal(t, h.Size+16*segments, overhead, "size %d: header plus one tag per segment", n)
+
+		got, err := envelope.Open(ctx, k, sealed)
+		require.NoError(t, err, "size %d", n)
+		assert.Equal(t, pt, nonNil(got), "size %d", n)
+		got, err = envelope.Open(ctx, k, sealed, envelope.WithEncryptionContext(ec))
+		require.NoError(t, err)
+		assert.Equal(t, pt, nonNil(got))
+
+		_, err = envelope.Open(ctx, k, sealed, envelope.WithEncryptionContext(map[string]string{"file": "other"}))
+		assert.ErrorIs(t, err, envelope.ErrContextMismatch)
+		_, err = envelope.Open(ctx, k, sealed, envelope.WithEncryptionContext(nil))
+		assert.ErrorIs(t, err, envelope.ErrContextMismatch)
+	}
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func TestInspect(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	_, err := k.Rotate(ctx)
+	require.NoError(t, err)
+	ec := map[string]string{"a": "b"}
+	sealed, err := envelope.Seal(ctx, k, []byte("x"), envelope.WithEncryptionContext(ec))
+	require.NoError(t, err)
+	h, err := envelope.Inspect(sealed)
+	require.NoError(t, err)
+	assert.Equal(t, k.ID(), h.KeyID)
+	assert.Equal(t, uint32(2), h.Version)
+	assert.Equal(t, ec, h.EncryptionContext)
+	assert.Equal(t, seg, h.SegmentSize)
+	pt, err := k.Decrypt(ctx, h.DataKeyBlob, keyring.WithEncryptionContext(ec))
+	require.NoError(t, err, "the header's blob is a plain data key blob")
+	assert.Len(t, pt, 32)
+}
+
+func TestStreams(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	for _, n := range sizes {
+		pt := random(n)
+		for _, chunk := range []int{1 << 20, 1000, seg} {
+			if chunk < 1000 && n > seg {
+				continue
+			}
+			var buf bytes.Buffer
+			w, err := envelope.NewWriter(ctx, k, &buf)
+			require.NoError(t, err)
+			for p := pt; len(p) > 0; p = p[min(chunk, len(p)):] {
+				_, err := w.Write(p[:min(chunk, len(p))])
+				require.NoError(t, err)
+			}
+			require.NoError(t, w.Close())
+			require.NoError(t, w.Close(), "second Close is a no-op")
+			_, err = w.Write([]byte("x"))
+			require.Error(t, err, "write after close")
+
+			got, err := envelope.Open(ctx, k, buf.Bytes())
+			require.NoError(t, err, "Open reads what NewWriter wrote (size %d, chunk %d)", n, chunk)
+			assert.Equal(t, pt, nonNil(got))
+
+			r, err := envelope.NewReader(ctx, k, bytes.NewReader(buf.Bytes()))
+			require.NoError(t, err)
+			got, err = io.ReadAll(iotestOneByte(r, chunk == 1000))
+			require.NoError(t, err)
+			assert.Equal(t, pt, nonNil(got))
+		}
+		sealed, err := envelope.Seal(ctx, k, pt)
+		require.NoError(t, err)
+		r, err := envelope.NewReader(ctx, k, bytes.NewReader(sealed))
+		require.NoError(t, err)
+		got, err := io.ReadAll(r)
+		require.NoError(t, err, "NewReader reads what Seal wrote (size %d)", n)
+		assert.Equal(t, pt, nonNil(got))
+	}
+}
+
+// iotestOneByte makes small reads when small is set, to exercise the
+// reader's buffering.
+func iotestOneByte(r io.Reader, small bool) io.Reader {
+	if !small {
+		return r
+	}
+	return readerFunc(func(p []byte) (int, error) { return r.Read(p[:min(len(p), 7)]) })
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// openBoth opens sealed with Open and with NewReader and returns the errors.
+func openBoth(t *testing.T, k envelope.Opener, sealed []byte) (error, error) {
+	t.Helper()
+	pt, err1 := envelope.Open(t.Context(), k, sealed)
+	assert.Nil(t, pt)
+	var err2 error
+	r, err := envelope.NewReader(t.Context(), k, bytes.NewReader(sealed))
+	if err != nil {
+		err2 = err
+	} else {
+		_, err2 = io.ReadAll(r)
+	}
+	return err1, err2
+}
+
+func TestTamper(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	sealed, err := envelope.Seal(ctx, k, []byte("attack at dawn"), envelope.WithEncryptionContext(map[string]string{"k": "v"}))
+	require.NoError(t, err)
+	for i := range len(sealed) * 8 {
+		b := bytes.Clone(sealed)
+		b[i/8] ^= 1 << (i % 8)
+		e1, e2 := openBoth(t, k, b)
+		require.Error(t, e1, "bit %d", i)
+		require.Error(t, e2, "bit %d (stream)", i)
+	}
+	for n := range len(sealed) {
+		e1, e2 := openBoth(t, k, sealed[:n])
+		require.Error(t, e1, "truncated to %d", n)
+		require.Error(t, e2, "truncated to %d (stream)", n)
+	}
+	e1, e2 := openBoth(t, k, append(bytes.Clone(sealed), 0))
+	require.Error(t, e1, "trailing byte")
+	require.Error(t, e2, "trailing byte (stream)")
+}
+
+func TestTruncationAtSegmentBoundary(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	sealed, err := envelope.Seal(ctx, k, random(3*seg+5))
+	require.NoError(t, err)
+	h, err := envelope.Inspect(sealed)
+	require.NoError(t, err)
+	for s := 1; s <= 3; s++ {
+		cut := sealed[:h.Size+s*(seg+16)]
+		e1, e2 := openBoth(t, k, cut)
+		assert.ErrorIs(t, e1, keyring.ErrDecrypt, "dropping the segments after %d is detected", s)
+		assert.ErrorIs(t, e2, keyring.ErrDecrypt, "dropping the segments after %d is detected (stream)", s)
+	}
+	// Swapping two full segments fails.
+	b := bytes.Clone(sealed)
+	s0 := b[h.Size : h.Size+seg+16]
+	s1 := b[h.Size+seg+16 : h.Size+2*(seg+16)]
+	tmp := bytes.Clone(s0)
+	copy(s0, s1)
+	copy(s1, tmp)
+	e1, e2 := openBoth(t, k, b)
+	assert.ErrorIs(t, e1, keyring.ErrDecrypt)
+	assert.ErrorIs(t, e2, keyring.ErrDecrypt)
+}
+
+func TestCommitment(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	a, err := envelope.Seal(ctx, k, []byte("first"))
+	require.NoError(t, err)
+	b, err := envelope.Seal(ctx, k, []byte("second"))
+	require.NoError(t, err)
+	ha, err := envelope.Inspect(a)
+	require.NoError(t, err)
+	hb, err := envelope.Inspect(b)
+	require.NoError(t, err)
+	// b's header with a's valid blob (same key, same context): the blob
+	// decrypts, but to the wrong data key.
+	forged := bytes.Clone(b[:hb.Size-len(hb.DataKeyBlob)])
+	forged = append(forged, ha.DataKeyBlob...)
+	forged = append(forged, b[hb.Size:]...)
+	e1, e2 := openBoth(t, k, forged)
+	assert.ErrorIs(t, e1, keyring.ErrDecrypt)
+	assert.ErrorIs(t, e2, keyring.ErrDecrypt)
+}
+
+func TestRewrap(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	ec := map[string]string{"row": "42"}
+	pt := random(2*seg + 3)
+	sealed, err := envelope.Seal(ctx, k, pt, envelope.WithEncryptionContext(ec))
+	require.NoError(t, err)
+	_, err = k.Rotate(ctx)
+	require.NoError(t, err)
+
+	re, err := envelope.Rewrap(ctx, k, sealed)
+	require.NoError(t, err)
+	h0, err := envelope.Inspect(sealed)
+	require.NoError(t, err)
+	h1, err := envelope.Inspect(re)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), h0.Version)
+	assert.Equal(t, uint32(2), h1.Version, "rewrapped under the current version")
+	assert.Equal(t, ec, h1.EncryptionContext)
+	assert.Equal(t, sealed[h0.Size:], re[h1.Size:], "payload bytes untouched")
+	got, err := envelope.Open(ctx, k, re, envelope.WithEncryptionContext(ec))
+	require.NoError(t, err)
+	assert.Equal(t, pt, got)
+
+	other := newKey(t)
+	_, err = envelope.Rewrap(ctx, other, sealed)
+	assert.ErrorIs(t, err, keyring.ErrWrongKey)
+}
+
+func TestSet(t *testing.T) {
+	ctx := t.Context()
+	a, b := newKey(t), newKey(t)
+	set := keyring.NewSet(a, b)
+	for _, k := range []*keyring.Keyring{a, b} {
+		sealed, err := envelope.Seal(ctx, k, []byte(k.ID()))
+		require.NoError(t, err)
+		got, err := envelope.Open(ctx, set, sealed)
+		require.NoError(t, err)
+		assert.Equal(t, k.ID(), string(got))
+	}
+	sealed, err := envelope.Seal(ctx, newKey(t), []byte("x"))
+	require.NoError(t, err)
+	_, err = envelope.Open(ctx, set, sealed)
+	assert.ErrorIs(t, err, keyring.ErrKeyNotFound)
+}
