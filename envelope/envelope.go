@@ -204,11 +204,8 @@ func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte,
 	}
 	payload := sealed[n:]
 	full, rem := len(payload)/sealedSegmentSize, len(payload)%sealedSegmentSize
-	switch {
-	case rem == 0 && full == 0, rem > 0 && rem < tagSize:
+	if rem == 0 && full == 0 || rem > 0 && rem < tagSize {
 		return nil, fmt.Errorf("envelope: %w: truncated payload", keyring.ErrMalformed)
-	case rem == tagSize && full > 0:
-		return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
 	}
 	pk, err := openHeader(ctx, k, h, c)
 	if err != nil {
@@ -221,6 +218,12 @@ func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte,
 	for i := 0; len(payload) > 0; i++ {
 		seg := payload[:min(sealedSegmentSize, len(payload))]
 		payload = payload[len(seg):]
+		if len(payload) == 0 && len(seg) == tagSize && i > 0 {
+			// Checked after the segments before it authenticated, as a
+			// stream reader must.
+			clear(out[:cap(out)])
+			return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
+		}
 		segmentNonce(&nonce, uint64(i), len(payload) == 0)
 		if out, err = aead.Open(out, nonce[:], seg, nil); err != nil {
 			clear(out[:cap(out)])

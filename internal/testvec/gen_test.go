@@ -1,0 +1,235 @@
+package testvec_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/cryptotest"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/internal/format"
+	"github.com/kmsring/kmsring/internal/testvec"
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "write new golden vectors to testdata/ (never rewrite released ones)")
+
+const testdata = "../../testdata"
+
+// TestGenerate writes the golden vectors with fixed randomness:
+//
+//	go test ./internal/testvec -run TestGenerate -update
+//
+// Vectors are a compatibility promise: once released they never change, so
+// regenerate only into a new directory or to add vectors.
+func TestGenerate(t *testing.T) {
+	if !*update {
+		t.Skip("run with -update to write the vectors")
+	}
+	cryptotest.SetGlobalRandom(t, 1)
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC))
+	rootKey := bytes.Repeat([]byte{0x42}, keyring.RootKeySize)
+	rk, err := keyring.NewRootKey(rootKey)
+	require.NoError(t, err)
+	st := memstore.New()
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithClock(clk))
+	require.NoError(t, err)
+	clk.Advance(24 * time.Hour)
+	_, err = k.Rotate(ctx)
+	require.NoError(t, err)
+
+	rec, err := st.Get(ctx, k.ID())
+	require.NoError(t, err)
+	vs, err := st.Versions(ctx, k.ID(), 0)
+	require.NoError(t, err)
+	fixture := testvec.Fixture{RootKey: rootKey, KeyID: k.ID(), Record: rec.Data}
+	for _, v := range vs {
+		fixture.Versions = append(fixture.Versions, testvec.FixtureVersion{Number: v.Number, Data: v.Data})
+	}
+	fx, err := json.MarshalIndent(fixture, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(testdata, "keyring.json"), append(fx, '\n'), 0o644))
+
+	write := func(dir string, v testvec.Vector) {
+		require.NoError(t, os.MkdirAll(filepath.Join(testdata, dir), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(testdata, dir, v.Name), v.Marshal(), 0o644))
+	}
+	genBlobs(t, k, func(v testvec.Vector) { write("blob", v) })
+	genEnvelopes(t, k, func(v testvec.Vector) { write("envelope", v) })
+}
+
+func genBlobs(t *testing.T, k *keyring.Keyring, write func(testvec.Vector)) {
+	ctx := t.Context()
+	ec := map[string]string{"tenant": "acme", "table": "orders"}
+	pt := bytes.Repeat([]byte{0xd0}, 32)
+	v1, err := k.Encrypt(ctx, pt, keyring.WithVersion(1))
+	require.NoError(t, err)
+	v2, err := k.Encrypt(ctx, pt, keyring.WithEncryptionContext(ec))
+	require.NoError(t, err)
+	big := bytes.Repeat([]byte("kmsring "), format.MaxBlobPlaintext/8)
+	vbig, err := k.Encrypt(ctx, big)
+	require.NoError(t, err)
+
+	ok := func(name string, data, pt []byte, ec map[string]string, comment string) {
+		write(testvec.Vector{Name: name, Expect: testvec.Success, Data: data, Plaintext: pt, Context: ec, Comment: comment})
+	}
+	bad := func(name, expect string, data []byte, ec map[string]string, comment string) {
+		write(testvec.Vector{Name: name, Expect: expect, Data: data, Context: ec, Comment: comment})
+	}
+	edit := func(b []byte, f func([]byte)) []byte { b = bytes.Clone(b); f(b); return b }
+
+	ok("v1_no_context", v1, pt, nil, "data key under version 1, empty encryption context")
+	ok("v2_context", v2, pt, ec, "data key under version 2 with an encryption context")
+	ok("max_plaintext", vbig, big, nil, "4096-byte plaintext, the largest a blob holds")
+
+	bad("empty", testvec.Malformed, nil, nil, "no bytes")
+	bad("unknown_format", testvec.Malformed, edit(v2, func(b []byte) { b[0] = 0x02 }), ec, "format byte 2 is unknown")
+	bad("too_short", testvec.Malformed, v2[:format.MinBlobSize-1], ec, "shorter than header, one byte and tag")
+	bad("too_long", testvec.Malformed, append(bytes.Clone(vbig), 0), nil, "longer than the largest blob")
+	bad("version_zero", testvec.Malformed, edit(v2, func(b []byte) { binary.BigEndian.PutUint32(b[17:], 0) }), ec, "versions start at 1")
+	bad("flipped_tag", testvec.Decrypt, edit(v2, func(b []byte) { b[len(b)-1] ^= 1 }), ec, "last tag bit flipped")
+	bad("flipped_nonce", testvec.Decrypt, edit(v2, func(b []byte) { b[21] ^= 0x80 }), ec, "nonce bit flipped")
+	bad("flipped_ciphertext", testvec.Decrypt, edit(v2, func(b []byte) { b[format.BlobHeaderSize] ^= 1 }), ec, "ciphertext bit flipped")
+	bad("trailing_byte", testvec.Decrypt, append(bytes.Clone(v2), 0), ec, "one byte appended")
+	bad("truncated_tag", testvec.Decrypt, v2[:len(v2)-1], ec, "last byte cut")
+	bad("wrong_context", testvec.Decrypt, v2, map[string]string{"tenant": "acme", "table": "order"}, "one context value differs")
+	bad("missing_context", testvec.Decrypt, v2, nil, "opened without the context it was bound to")
+	bad("ambiguous_context", testvec.Decrypt, v2, map[string]string{"tenantacme": "", "table": "orders"}, "same concatenated bytes, different pairs")
+	bad("wrong_key", testvec.WrongKey, edit(v2, func(b []byte) { b[1] ^= 0xff }), ec, "key ID of another key")
+	bad("unknown_version", testvec.UnknownVersion, edit(v2, func(b []byte) { binary.BigEndian.PutUint32(b[17:], 99) }), ec, "version 99 does not exist")
+	bad("version_swapped", testvec.Decrypt, edit(v2, func(b []byte) { binary.BigEndian.PutUint32(b[17:], 1) }), ec, "version 2 blob relabelled as version 1")
+}
+
+// assemble builds an envelope from raw parts, with lengths as given.
+func assemble(head []byte, ecLen, blobLen int, ec, blob, payload []byte) []byte {
+	out := bytes.Clone(head[:format.FixedHeaderSize-4])
+	out = binary.BigEndian.AppendUint16(out, uint16(ecLen))
+	out = binary.BigEndian.AppendUint16(out, uint16(blobLen))
+	out = append(out, ec...)
+	out = append(out, blob...)
+	return append(out, payload...)
+}
+
+func genEnvelopes(t *testing.T, k *keyring.Keyring, write func(testvec.Vector)) {
+	ctx := t.Context()
+	ec := map[string]string{"file": "orders.csv", "owner": "billing"}
+	small := []byte("attack at dawn")
+	seg := bytes.Repeat([]byte{0x5a}, 64<<10)
+	multi := bytes.Repeat([]byte("0123456789abcdef"), (2*(64<<10)+100)/16)
+
+	seal := func(pt []byte, ec map[string]string) []byte {
+		b, err := envelope.Seal(ctx, k, pt, envelope.WithEncryptionContext(ec))
+		require.NoError(t, err)
+		return b
+	}
+	eSmall := seal(small, ec)
+	eEmpty := seal(nil, nil)
+	eSeg := seal(seg, nil)
+	eMulti := seal(multi, nil)
+	ok := func(name string, data, pt []byte, comment string) {
+		write(testvec.Vector{Name: name, Expect: testvec.Success, Data: data, Plaintext: pt, Comment: comment})
+	}
+	bad := func(name, expect string, data []byte, comment string) {
+		write(testvec.Vector{Name: name, Expect: expect, Data: data, Comment: comment})
+	}
+	edit := func(b []byte, f func([]byte)) []byte { b = bytes.Clone(b); f(b); return b }
+
+	ok("small_context", eSmall, small, "one short segment, encryption context")
+	ok("empty", eEmpty, []byte{}, "empty plaintext: one empty final segment")
+	ok("one_full_segment", eSeg, seg, "exactly 65536 bytes: one full final segment")
+	ok("multi_segment", eMulti, multi, "two full segments and a short final one")
+
+	h, n, err := format.ParseHeader(eSmall)
+	require.NoError(t, err)
+	head := eSmall[:format.FixedHeaderSize]
+	ecb, err := format.AppendContext(nil, h.Context)
+	require.NoError(t, err)
+	blob := eSmall[format.FixedHeaderSize+len(ecb) : n]
+	payload := eSmall[n:]
+
+	// Header syntax, one vector per rule.
+	bad("no_bytes", testvec.Malformed, nil, "no bytes")
+	bad("bad_magic", testvec.Malformed, edit(eSmall, func(b []byte) { b[0] = 'X' }), "magic is not KMSR")
+	bad("truncated_magic", testvec.Malformed, eSmall[:2], "cut inside the magic")
+	bad("unknown_format", testvec.Malformed, edit(eSmall, func(b []byte) { b[4] = 2 }), "envelope format 2 is unknown")
+	bad("unknown_suite", testvec.Malformed, edit(eSmall, func(b []byte) { b[5] = 2 }), "algorithm suite 2 is unknown")
+	bad("truncated_fixed_header", testvec.Malformed, eSmall[:format.FixedHeaderSize-1], "cut inside the fixed header")
+	bad("context_length_too_small", testvec.Malformed, assemble(head, 1, len(blob), ecb, blob, payload), "context length below 2")
+	bad("context_length_too_large", testvec.Malformed, assemble(head, format.MaxContextSize+1, len(blob), ecb, blob, payload), "context length above the limit")
+	bad("blob_length_too_small", testvec.Malformed, assemble(head, len(ecb), format.MinBlobSize-1, ecb, blob, payload), "blob length below the minimum")
+	bad("blob_length_too_large", testvec.Malformed, assemble(head, len(ecb), format.MaxBlobSize+1, ecb, blob, payload), "blob length above the maximum")
+	bad("truncated_blob", testvec.Malformed, eSmall[:n-1], "cut inside the blob")
+	pair := func(k, v string) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(len(k)))
+		b = append(b, k...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
+		return append(b, v...)
+	}
+	ctxOf := func(count int, pairs ...[]byte) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(count))
+		for _, p := range pairs {
+			b = append(b, p...)
+		}
+		return b
+	}
+	withCtx := func(c []byte) []byte { return assemble(head, len(c), len(blob), c, blob, payload) }
+	bad("context_unsorted", testvec.Malformed, withCtx(ctxOf(2, pair("owner", "billing"), pair("file", "orders.csv"))), "context keys out of order")
+	bad("context_duplicate_key", testvec.Malformed, withCtx(ctxOf(2, pair("file", "a"), pair("file", "b"))), "context key repeated")
+	bad("context_empty_key", testvec.Malformed, withCtx(ctxOf(1, pair("", "v"))), "empty context key")
+	bad("context_invalid_utf8", testvec.Malformed, withCtx(ctxOf(1, pair("file", "\xff"))), "context value not UTF-8")
+	bad("context_trailing_bytes", testvec.Malformed, withCtx(append(bytes.Clone(ecb), 0)), "context length covers a byte after the last pair")
+	bad("context_truncated", testvec.Malformed, withCtx(ctxOf(3, pair("file", "orders.csv"), pair("owner", "billing"))), "context count larger than its pairs")
+	bad("blob_unknown_format", testvec.Malformed, edit(eSmall, func(b []byte) { b[format.FixedHeaderSize+len(ecb)] = 2 }), "inner blob has an unknown format")
+	bad("blob_version_zero", testvec.Malformed, edit(eSmall, func(b []byte) {
+		binary.BigEndian.PutUint32(b[format.FixedHeaderSize+len(ecb)+17:], 0)
+	}), "inner blob names version 0")
+	bad("no_payload", testvec.Malformed, eSmall[:n], "header only")
+	bad("payload_shorter_than_tag", testvec.Malformed, eSmall[:n+15], "final segment shorter than a tag")
+	bad("full_final_then_16_bytes", testvec.Decrypt, append(bytes.Clone(eSeg), make([]byte, 16)...), "16 bytes after a full final segment: it no longer authenticates as final")
+
+	// Authentic segments in a shape the writer never makes.
+	hs, ns, err := format.ParseHeader(eSeg)
+	require.NoError(t, err)
+	aead := specAEAD(ctx, t, k, hs)
+	crafted := bytes.Clone(eSeg[:ns])
+	crafted = aead.Seal(crafted, specNonce(0, false), seg, nil)
+	crafted = aead.Seal(crafted, specNonce(1, true), nil, nil)
+	bad("empty_final_after_full", testvec.Malformed, crafted, "an authentic empty final segment after a full one")
+
+	// Authentication.
+	bad("flipped_salt", testvec.Decrypt, edit(eSmall, func(b []byte) { b[6] ^= 1 }), "salt bit flipped")
+	bad("flipped_commitment", testvec.Decrypt, edit(eSmall, func(b []byte) { b[38] ^= 1 }), "commitment bit flipped")
+	bad("flipped_context", testvec.Decrypt, edit(eSmall, func(b []byte) { b[format.FixedHeaderSize+4] ^= 1 }), "context byte changed, still canonical")
+	bad("flipped_blob", testvec.Decrypt, edit(eSmall, func(b []byte) { b[n-1] ^= 1 }), "blob tag bit flipped")
+	bad("flipped_payload", testvec.Decrypt, edit(eSmall, func(b []byte) { b[n] ^= 1 }), "payload bit flipped")
+	bad("flipped_payload_tag", testvec.Decrypt, edit(eSmall, func(b []byte) { b[len(b)-1] ^= 1 }), "payload tag bit flipped")
+	bad("trailing_byte", testvec.Decrypt, append(bytes.Clone(eSmall), 0), "one byte appended")
+	hm, nm, err := format.ParseHeader(eMulti)
+	require.NoError(t, err)
+	_ = hm
+	bad("truncated_at_segment_boundary", testvec.Decrypt, eMulti[:nm+2*(64<<10+16)], "last segment dropped at a segment boundary")
+	bad("segments_swapped", testvec.Decrypt, edit(eMulti, func(b []byte) {
+		s0 := bytes.Clone(b[nm : nm+64<<10+16])
+		copy(b[nm:], b[nm+64<<10+16:nm+2*(64<<10+16)])
+		copy(b[nm+64<<10+16:], s0)
+	}), "first two segments swapped")
+	other := seal([]byte("other message"), ec)
+	ho, no, err := format.ParseHeader(other)
+	require.NoError(t, err)
+	_ = ho
+	bad("blob_from_other_envelope", testvec.Decrypt, append(bytes.Clone(eSmall[:n-len(blob)]), append(bytes.Clone(other[no-len(blob):no]), payload...)...),
+		"valid blob of another envelope with the same key and context: fails the commitment")
+	bad("wrong_key", testvec.WrongKey, edit(eSmall, func(b []byte) { b[format.FixedHeaderSize+len(ecb)+1] ^= 0xff }), "inner blob names another key")
+	bad("unknown_version", testvec.UnknownVersion, edit(eSmall, func(b []byte) {
+		binary.BigEndian.PutUint32(b[format.FixedHeaderSize+len(ecb)+17:], 99)
+	}), "inner blob names version 99")
+}

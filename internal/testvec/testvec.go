@@ -1,0 +1,202 @@
+// Package testvec reads and writes the golden test vectors in testdata/ and
+// loads the keyring they were made with.
+//
+// A vector file is a text header of "name: value" lines, an empty line, and
+// the vector's bytes (after age's testkit files). Header fields:
+//
+//	expect: success | malformed | decrypt | wrong key | unknown version
+//	encryption context: JSON object (the context to open with)
+//	plaintext: hex (success only)
+//	comment: free text
+package testvec
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/store"
+	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/stretchr/testify/require"
+)
+
+// Expectations.
+const (
+	Success        = "success"
+	Malformed      = "malformed"
+	Decrypt        = "decrypt"
+	WrongKey       = "wrong key"
+	UnknownVersion = "unknown version"
+)
+
+// Vector is one golden vector.
+type Vector struct {
+	Name      string
+	Expect    string
+	Context   map[string]string
+	Plaintext []byte
+	Comment   string
+	Data      []byte
+}
+
+// Marshal returns the vector's file contents.
+func (v *Vector) Marshal() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "expect: %s\n", v.Expect)
+	if v.Context != nil {
+		ec, _ := json.Marshal(v.Context)
+		fmt.Fprintf(&b, "encryption context: %s\n", ec)
+	}
+	if v.Expect == Success {
+		fmt.Fprintf(&b, "plaintext: %x\n", v.Plaintext)
+	}
+	if v.Comment != "" {
+		fmt.Fprintf(&b, "comment: %s\n", v.Comment)
+	}
+	b.WriteString("\n")
+	b.Write(v.Data)
+	return b.Bytes()
+}
+
+// Parse parses a vector file.
+func Parse(name string, file []byte) (*Vector, error) {
+	head, data, ok := bytes.Cut(file, []byte("\n\n"))
+	if !ok {
+		return nil, fmt.Errorf("%s: no empty line after the header", name)
+	}
+	v := &Vector{Name: name, Data: data}
+	for line := range strings.Lines(string(head) + "\n") {
+		key, val, ok := strings.Cut(strings.TrimSuffix(line, "\n"), ": ")
+		if !ok {
+			return nil, fmt.Errorf("%s: bad header line %q", name, line)
+		}
+		switch key {
+		case "expect":
+			v.Expect = val
+		case "encryption context":
+			if err := json.Unmarshal([]byte(val), &v.Context); err != nil {
+				return nil, fmt.Errorf("%s: %v", name, err)
+			}
+		case "plaintext":
+			pt, err := hex.DecodeString(val)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", name, err)
+			}
+			v.Plaintext = pt
+		case "comment":
+			v.Comment = val
+		default:
+			return nil, fmt.Errorf("%s: unknown header %q", name, key)
+		}
+	}
+	if !slices.Contains([]string{Success, Malformed, Decrypt, WrongKey, UnknownVersion}, v.Expect) {
+		return nil, fmt.Errorf("%s: unknown expectation %q", name, v.Expect)
+	}
+	return v, nil
+}
+
+// ReadDir returns every vector in dir, sorted by name.
+func ReadDir(dir string) ([]*Vector, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var vs []*Vector
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		v, err := Parse(e.Name(), b)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("no vectors in %s", dir)
+	}
+	return vs, nil
+}
+
+// Fixture is the keyring the vectors were made with, as it sits in a store:
+// its record, its versions and the root key that wraps their material.
+type Fixture struct {
+	RootKey  []byte           `json:"root_key"`
+	KeyID    string           `json:"key_id"`
+	Record   json.RawMessage  `json:"record"`
+	Versions []FixtureVersion `json:"versions"`
+}
+
+// FixtureVersion is one stored version of the fixture.
+type FixtureVersion struct {
+	Number uint32          `json:"number"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// LoadKeyring puts the fixture in dir/keyring.json into a fresh in-memory
+// store and loads it with keyring.Load.
+func LoadKeyring(ctx context.Context, dir string) (*keyring.Keyring, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "keyring.json"))
+	if err != nil {
+		return nil, err
+	}
+	var f Fixture
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, err
+	}
+	st := memstore.New()
+	vs := make([]store.Version, len(f.Versions))
+	for i, v := range f.Versions {
+		vs[i] = store.Version{Number: v.Number, Data: v.Data}
+	}
+	if _, err := st.Create(ctx, store.Record{KeyID: f.KeyID, Data: f.Record}, vs); err != nil {
+		return nil, err
+	}
+	rk, err := keyring.NewRootKey(f.RootKey)
+	if err != nil {
+		return nil, err
+	}
+	return keyring.Load(ctx, st, f.KeyID, keyring.WithRootKey(rk))
+}
+
+// Check asserts that an opening of v returned what v expects.
+func (v *Vector) Check(t testing.TB, pt []byte, err error) {
+	t.Helper()
+	want := map[string]error{
+		Malformed:      keyring.ErrMalformed,
+		Decrypt:        keyring.ErrDecrypt,
+		WrongKey:       keyring.ErrWrongKey,
+		UnknownVersion: keyring.ErrUnknownVersion,
+	}[v.Expect]
+	if v.Expect == Success {
+		require.NoError(t, err, "%s (%s)", v.Name, v.Comment)
+		if len(pt) == 0 {
+			pt = []byte{}
+		}
+		require.Equal(t, v.Plaintext, pt, "%s: plaintext", v.Name)
+		return
+	}
+	require.ErrorIs(t, err, want, "%s (%s)", v.Name, v.Comment)
+	require.Nil(t, pt, "%s: no plaintext on failure", v.Name)
+}
+
+// Seed adds the data of every vector in dir to f's seed corpus, failing if
+// there are none.
+func Seed(f *testing.F, dir string) []*Vector {
+	vs, err := ReadDir(dir)
+	require.NoError(f, err)
+	require.NotEmpty(f, vs, "seed corpus is empty")
+	for _, v := range vs {
+		f.Add(v.Data)
+	}
+	return vs
+}
