@@ -1,0 +1,122 @@
+package envelope_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+
+	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/keyring"
+)
+
+func ExampleSeal() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ec := map[string]string{"table": "orders", "id": "1001"}
+	sealed, err := envelope.Seal(ctx, k, []byte("card 4111..."), envelope.WithEncryptionContext(ec))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	h, err := envelope.Inspect(sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("sealed under version", h.Version, "of the key:", h.KeyID == k.ID())
+
+	pt, err := envelope.Open(ctx, k, sealed, envelope.WithEncryptionContext(ec))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(pt))
+	// Output:
+	// sealed under version 1 of the key: true
+	// card 4111...
+}
+
+func ExampleNewWriter() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var file bytes.Buffer
+	w, err := envelope.NewWriter(ctx, k, &file)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range 3 {
+		fmt.Fprintf(w, "line %d\n", i)
+	}
+	if err := w.Close(); err != nil { // writes the final segment
+		log.Fatal(err)
+	}
+
+	r, err := envelope.NewReader(ctx, k, &file)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pt, err := io.ReadAll(r)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(pt))
+	// Output:
+	// line 0
+	// line 1
+	// line 2
+}
+
+func ExampleRewrap() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed, err := envelope.Seal(ctx, k, []byte("archived record"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := k.Rotate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Move the envelope to the current version without touching its payload.
+	sealed, err = envelope.Rewrap(ctx, k, sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := envelope.Inspect(sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("now under version", h.Version)
+	// Output: now under version 2
+}
+
+func ExampleOpen_set() {
+	ctx := context.Background()
+	orders, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	users, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed, err := envelope.Seal(ctx, users, []byte("user record"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A Set opens envelopes of any key it holds, found from the header.
+	pt, err := envelope.Open(ctx, keyring.NewSet(orders, users), sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(pt))
+	// Output: user record
+}

@@ -1,0 +1,96 @@
+package keyring_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/kmsring/kmsring/keyring"
+)
+
+func ExampleKeyring_GenerateDataKey() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ec := map[string]string{"tenant": "acme"}
+	dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(ec))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dk.Destroy()
+	// Encrypt with dk.Plaintext, store dk.Ciphertext beside the data.
+
+	// Later: the blob names its key and version.
+	keyID, version, err := keyring.ParseCiphertext(dk.Ciphertext)
+	if err != nil {
+		log.Fatal(err)
+	}
+	key, err := k.Decrypt(ctx, dk.Ciphertext, keyring.WithEncryptionContext(ec))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(keyID == k.ID(), version, len(key), string(key) == string(dk.Plaintext))
+	// Output: true 1 32 true
+}
+
+func ExampleKeyring_Rotate() {
+	ctx := context.Background()
+	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	k, err := keyring.New(ctx, keyring.WithClock(clk))
+	if err != nil {
+		log.Fatal(err)
+	}
+	old, err := k.Encrypt(ctx, []byte("sealed under version 1"))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	clk.Advance(24 * time.Hour)
+	v, err := k.Rotate(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("rotated to version", v.Number, v.Origin, v.CreatedAt.Format("2006-01-02"))
+
+	dk, err := k.GenerateDataKey(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("new data keys use version", dk.Version)
+
+	pt, err := k.Decrypt(ctx, old)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(pt))
+	// Output:
+	// rotated to version 2 on-demand 2026-01-02
+	// new data keys use version 2
+	// sealed under version 1
+}
+
+func ExampleKeyring_RotateIfDue() {
+	ctx := context.Background()
+	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	k, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithRotationPeriod(90*24*time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	clk.Advance(1000 * 24 * time.Hour) // a long outage
+	for range 2 {
+		v, rotated, err := k.RotateIfDue(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(v.Number, rotated)
+	}
+	fmt.Println("next due", k.NextRotationAt().Format("2006-01-02"))
+	// Output:
+	// 2 true
+	// 2 false
+	// next due 2028-12-26
+}
