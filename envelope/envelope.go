@@ -112,9 +112,10 @@ func Inspect(sealed []byte) (Header, error) {
 	}, nil
 }
 
-// newHeader generates a data key under k's current version, appends the
-// header for it to dst and returns it with the payload key.
-func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, dst []byte) ([]byte, *[32]byte, error) {
+// newHeader generates a data key under k's current version and returns the
+// header for it, in a buffer with room for extra more bytes, and the payload
+// key.
+func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, extra int) ([]byte, *[32]byte, error) {
 	dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(ec))
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w", err)
@@ -128,7 +129,11 @@ func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, ds
 	rand.Read(h.Salt[:])
 	pk, commitment := deriveKeys(dk.Plaintext, &h.Salt)
 	h.Commitment = commitment
-	out, err := h.Append(dst)
+	size := format.FixedHeaderSize + 2 + len(dk.Ciphertext) + extra
+	for key, v := range ec {
+		size += 4 + len(key) + len(v)
+	}
+	out, err := h.Append(make([]byte, 0, size))
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
 	}
@@ -168,11 +173,7 @@ func segments(n int) int {
 // and returns the envelope.
 func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
 	c := newConfig(opts)
-	size := format.FixedHeaderSize + format.MaxBlobSize + 2 + len(plaintext) + segments(len(plaintext))*tagSize
-	for key, v := range c.ec {
-		size += 4 + len(key) + len(v)
-	}
-	out, pk, err := newHeader(ctx, k, c.ec, make([]byte, 0, size))
+	out, pk, err := newHeader(ctx, k, c.ec, len(plaintext)+segments(len(plaintext))*tagSize)
 	if err != nil {
 		return nil, err
 	}

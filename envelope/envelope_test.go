@@ -265,3 +265,10 @@ func TestSet(t *testing.T) {
 	_, err = envelope.Open(ctx, set, sealed)
 	assert.ErrorIs(t, err, keyring.ErrKeyNotFound)
 }
+
+func TestOverhead(t *testing.T) {
+	k := newKey(t)
+	sealed, err := envelope.Seal(t.Context(), k, make([]byte, 1024))
+	require.NoError(t, err)
+	assert.Equal(t, 185, len(sealed)-1024, "docs/FORMAT.md: 74 + 2 + 93 header bytes and one 16-byte tag")
+}

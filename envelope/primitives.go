@@ -37,7 +37,7 @@ const deriveDomain = "kmsring v1 envelope keys\x00"
 // attacker-chosen data). The commitment is a 256-bit collision-resistant
 // function of (dek, salt), so no one, even knowing several data keys, can
 // make one envelope open under two of them: AES-GCM alone does not commit to
-// its key. One SHA-512 compression (the input is 89 bytes) costs about what
+// its key. One SHA-512 compression (the input is 90 bytes) costs about what
 // two SHA-256 compressions do, against at least sixteen for HKDF-SHA256.
 func deriveKeys(dek []byte, salt *[format.SaltSize]byte) (payloadKey, commitment [32]byte) {
 	var in [len(deriveDomain) + 1 + dekSize + format.SaltSize]byte

@@ -20,7 +20,7 @@ var errClosed = errors.New("envelope: write after Close")
 // w. Memory use is one segment (64 KiB), whatever the length of the stream.
 func NewWriter(ctx context.Context, k *keyring.Keyring, w io.Writer, opts ...Option) (io.WriteCloser, error) {
 	c := newConfig(opts)
-	header, pk, err := newHeader(ctx, k, c.ec, nil)
+	header, pk, err := newHeader(ctx, k, c.ec, 0)
 	if err != nil {
 		return nil, err
 	}

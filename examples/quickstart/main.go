@@ -103,6 +103,7 @@ func run(ctx context.Context) error {
 		rotation.WithOnRotate(func(e rotation.Event) { rotated <- e }))
 	s.Add(k)
 	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(runCtx) }()
 	for range 3 {
