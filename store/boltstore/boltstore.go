@@ -1,0 +1,452 @@
+// Package boltstore is a [store.Store] in one embedded file, built on
+// go.etcd.io/bbolt: kmsring's default persistent store.
+//
+// # File
+//
+// The file is created with mode 0600. Every successful write is one bbolt
+// transaction, fsync'd before it returns. The file records its layout
+// version; Open refuses a file of an unknown version, a file that is not a
+// kmsring store, and a file that is truncated or corrupt (with an error
+// wrapping [ErrCorrupt], never a panic and never an empty store in its place).
+//
+// # Locking
+//
+// One process at a time may open a file: Open fails at once with
+// [ErrLocked], without waiting, while another process (or another Open in
+// this process) holds it. Within the process, one *Store is safe for
+// concurrent use by any number of keyrings.
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kmsring/kmsring/store"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var _ store.Store = (*Store)(nil)
+
+var (
+	// ErrLocked reports that another process holds the file.
+	ErrLocked = errors.New("boltstore: file is in use by another process")
+	// ErrCorrupt reports a file that is truncated, damaged or not a kmsring
+	// store.
+	ErrCorrupt = errors.New("boltstore: file is corrupt or not a kmsring store")
+	// ErrLayoutVersion reports a file written in a layout this release does
+	// not know.
+	ErrLayoutVersion = errors.New("boltstore: unsupported file layout version")
+)
+
+// layoutVersion is the version of the bucket layout below, recorded in the
+// meta bucket.
+const layoutVersion = 1
+
+// Buckets: meta {"layout": uint32}, keys {key ID: record}, aliases {alias:
+// key ID}, versions {key ID: bucket {uint32 number: data}}.
+var (
+	bucketMeta     = []byte("meta")
+	bucketKeys     = []byte("keys")
+	bucketAliases  = []byte("aliases")
+	bucketVersions = []byte("versions")
+	keyLayout      = []byte("layout")
+	keyCount       = []byte("keys") // uint64 number of keys, checked by Open
+)
+
+// Store is a store in one bbolt file.
+type Store struct {
+	db *bolt.DB
+
+	mu     sync.RWMutex // guards closed against Close during an operation
+	closed bool
+}
+
+// Open opens the store file at path, creating it (mode 0600) if it does not
+// exist. It fails with ErrLocked if another process holds the file, and
+// with ErrCorrupt or ErrLayoutVersion if the file cannot be used. Call Close
+// when done.
+func Open(path string) (*Store, error) {
+	db, err := openDB(path)
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	case errors.Is(err, ErrCorrupt):
+		return nil, err
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	case err != nil:
+		if _, statErr := os.Stat(path); statErr == nil && !errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	if err := prepare(db, path); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// openDB opens the bbolt file. If bbolt panics on a damaged file, the file
+// is unlocked and closed and the panic becomes ErrCorrupt; the memory map
+// bbolt made is lost (it is unmapped only when the process exits).
+func openDB(path string) (db *bolt.DB, err error) {
+	var f *os.File
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if f != nil {
+				// Unlock explicitly: bbolt's memory map of the file, which
+				// it could not unmap, would otherwise keep the lock.
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}
+			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      time.Nanosecond, // fail at once if the file is locked
+		FreelistType: bolt.FreelistMapType,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			var err error
+			f, err = os.OpenFile(name, flag, perm)
+			return f, err
+		},
+	})
+}
+
+// prepare creates the buckets of a new file and checks an existing one.
+func prepare(db *bolt.DB, path string) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer catch(&err)
+	if err := checkFile(db, path); err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if !isEmpty(tx) {
+				return fmt.Errorf("%w: %s has no kmsring meta bucket", ErrCorrupt, path)
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyLayout, binary.BigEndian.AppendUint32(nil, layoutVersion)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyCount, binary.BigEndian.AppendUint64(nil, 0)); err != nil {
+				return err
+			}
+		}
+		v := meta.Get(keyLayout)
+		if len(v) != 4 {
+			return fmt.Errorf("%w: %s: bad layout record", ErrCorrupt, path)
+		}
+		if n := binary.BigEndian.Uint32(v); n != layoutVersion {
+			return fmt.Errorf("%w: %s has layout %d, this release reads %d", ErrLayoutVersion, path, n, layoutVersion)
+		}
+		for _, b := range [][]byte{bucketKeys, bucketAliases, bucketVersions} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error { return walk(tx, path) })
+}
+
+func isEmpty(tx *bolt.Tx) bool {
+	k, _ := tx.Cursor().First()
+	return k == nil
+}
+
+// checkFile rejects a file shorter than the pages its meta page claims:
+// reading them through the memory map would fault.
+func checkFile(db *bolt.DB, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("boltstore: %w", err)
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("%w: %s is truncated (%d of %d bytes)", ErrCorrupt, path, fi.Size(), tx.Size())
+		}
+		return nil
+	})
+}
+
+// walk reads every record once, so that a damaged page is found by Open,
+// where it is reported, rather than by a later operation.
+func walk(tx *bolt.Tx, path string) error {
+	keys := tx.Bucket(bucketKeys)
+	vers := tx.Bucket(bucketVersions)
+	want := tx.Bucket(bucketMeta).Get(keyCount)
+	if len(want) != 8 {
+		return fmt.Errorf("%w: %s: bad key count record", ErrCorrupt, path)
+	}
+	count := uint64(0)
+	err := keys.ForEach(func(id, v []byte) error {
+		count++
+		if _, err := decodeRecord(id, v); err != nil {
+			return err
+		}
+		vb := vers.Bucket(id)
+		if vb == nil {
+			return fmt.Errorf("no versions")
+		}
+		return vb.ForEach(func(n, _ []byte) error {
+			if len(n) != 4 {
+				return fmt.Errorf("bad version number")
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	if n := binary.BigEndian.Uint64(want); n != count {
+		return fmt.Errorf("%w: %s holds %d keys, its count says %d", ErrCorrupt, path, count, n)
+	}
+	return tx.Bucket(bucketAliases).ForEach(func(a, id []byte) error {
+		if keys.Get(id) == nil {
+			return fmt.Errorf("%w: %s: alias %q names a missing key", ErrCorrupt, path, a)
+		}
+		return nil
+	})
+}
+
+// catch turns a panic from a damaged file into an ErrCorrupt error. bbolt
+// panics on some malformed pages; a fault on a mapped page is made a panic
+// for the duration of the call.
+func catch(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+	}
+}
+
+// Close closes the file. Later calls on the store fail with store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.db.Close()
+}
+
+// do runs fn in a read or write transaction, after checking ctx and that
+// the store is open, turning panics from a damaged file into errors.
+func (s *Store) do(ctx context.Context, write bool, fn func(tx *bolt.Tx) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer catch(&err)
+	if write {
+		return s.db.Update(fn)
+	}
+	return s.db.View(fn)
+}
+
+type recordDoc struct {
+	Revision uint64   `json:"revision"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Data     []byte   `json:"data"`
+}
+
+func encodeRecord(r store.Record) []byte {
+	b, err := json.Marshal(recordDoc{Revision: r.Revision, Aliases: r.Aliases, Data: r.Data})
+	if err != nil {
+		panic("boltstore: " + err.Error())
+	}
+	return b
+}
+
+// decodeRecord decodes a stored record; v is copied.
+func decodeRecord(id, v []byte) (store.Record, error) {
+	var d recordDoc
+	if err := json.Unmarshal(v, &d); err != nil {
+		return store.Record{}, fmt.Errorf("%w: record %s: %v", ErrCorrupt, id, err)
+	}
+	return store.Record{KeyID: string(id), Aliases: d.Aliases, Revision: d.Revision, Data: d.Data}, nil
+}
+
+func versionKey(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
+
+// checkAliases reports ErrExists if an alias of rec names another key or is
+// a key ID.
+func checkAliases(tx *bolt.Tx, rec store.Record) error {
+	aliases, keys := tx.Bucket(bucketAliases), tx.Bucket(bucketKeys)
+	for _, a := range rec.Aliases {
+		if owner := aliases.Get([]byte(a)); owner != nil && string(owner) != rec.KeyID {
+			return fmt.Errorf("boltstore: alias %s: %w", a, store.ErrExists)
+		}
+		if keys.Get([]byte(a)) != nil {
+			return fmt.Errorf("boltstore: alias %s: %w", a, store.ErrExists)
+		}
+	}
+	return nil
+}
+
+func putVersions(tx *bolt.Tx, keyID string, versions []store.Version) error {
+	vb, err := tx.Bucket(bucketVersions).CreateBucketIfNotExists([]byte(keyID))
+	if err != nil {
+		return err
+	}
+	for _, v := range versions {
+		if err := vb.Put(versionKey(v.Number), v.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Create implements [store.Store].
+func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.Version) (out store.Record, err error) {
+	err = s.do(ctx, true, func(tx *bolt.Tx) error {
+		keys := tx.Bucket(bucketKeys)
+		if keys.Get([]byte(rec.KeyID)) != nil || tx.Bucket(bucketAliases).Get([]byte(rec.KeyID)) != nil {
+			return fmt.Errorf("boltstore: key %s: %w", rec.KeyID, store.ErrExists)
+		}
+		if err := checkAliases(tx, rec); err != nil {
+			return err
+		}
+		rec.Revision = 1
+		if err := keys.Put([]byte(rec.KeyID), encodeRecord(rec)); err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		n := binary.BigEndian.Uint64(meta.Get(keyCount))
+		if err := meta.Put(keyCount, binary.BigEndian.AppendUint64(nil, n+1)); err != nil {
+			return err
+		}
+		for _, a := range rec.Aliases {
+			if err := tx.Bucket(bucketAliases).Put([]byte(a), []byte(rec.KeyID)); err != nil {
+				return err
+			}
+		}
+		return putVersions(tx, rec.KeyID, versions)
+	})
+	if err != nil {
+		return store.Record{}, err
+	}
+	rec.Aliases = slices.Clone(rec.Aliases)
+	rec.Data = slices.Clone(rec.Data)
+	return rec, nil
+}
+
+// Get implements [store.Store].
+func (s *Store) Get(ctx context.Context, idOrAlias string) (rec store.Record, err error) {
+	err = s.do(ctx, false, func(tx *bolt.Tx) error {
+		id := []byte(idOrAlias)
+		if owner := tx.Bucket(bucketAliases).Get(id); owner != nil {
+			id = owner
+		}
+		v := tx.Bucket(bucketKeys).Get(id)
+		if v == nil {
+			return fmt.Errorf("boltstore: %s: %w", idOrAlias, store.ErrNotFound)
+		}
+		rec, err = decodeRecord(bytes.Clone(id), v)
+		return err
+	})
+	return rec, err
+}
+
+// Versions implements [store.Store].
+func (s *Store) Versions(ctx context.Context, keyID string, after uint32) (out []store.Version, err error) {
+	err = s.do(ctx, false, func(tx *bolt.Tx) error {
+		vb := tx.Bucket(bucketVersions).Bucket([]byte(keyID))
+		if vb == nil {
+			return fmt.Errorf("boltstore: %s: %w", keyID, store.ErrNotFound)
+		}
+		c := vb.Cursor()
+		for k, v := c.Seek(versionKey(after + 1)); k != nil; k, v = c.Next() {
+			if len(k) != 4 {
+				return fmt.Errorf("%w: version key of %s", ErrCorrupt, keyID)
+			}
+			n := binary.BigEndian.Uint32(k)
+			if n <= after { // after+1 overflowed
+				continue
+			}
+			out = append(out, store.Version{Number: n, Data: bytes.Clone(v)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Update implements [store.Store].
+func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.Version) (out store.Record, err error) {
+	err = s.do(ctx, true, func(tx *bolt.Tx) error {
+		keys := tx.Bucket(bucketKeys)
+		v := keys.Get([]byte(rec.KeyID))
+		if v == nil {
+			return fmt.Errorf("boltstore: %s: %w", rec.KeyID, store.ErrNotFound)
+		}
+		old, err := decodeRecord([]byte(rec.KeyID), v)
+		if err != nil {
+			return err
+		}
+		if old.Revision != rec.Revision {
+			return fmt.Errorf("boltstore: %s at revision %d, not %d: %w", rec.KeyID, old.Revision, rec.Revision, store.ErrConflict)
+		}
+		if err := checkAliases(tx, rec); err != nil {
+			return err
+		}
+		aliases := tx.Bucket(bucketAliases)
+		for _, a := range old.Aliases {
+			if err := aliases.Delete([]byte(a)); err != nil {
+				return err
+			}
+		}
+		for _, a := range rec.Aliases {
+			if err := aliases.Put([]byte(a), []byte(rec.KeyID)); err != nil {
+				return err
+			}
+		}
+		rec.Revision++
+		if err := keys.Put([]byte(rec.KeyID), encodeRecord(rec)); err != nil {
+			return err
+		}
+		return putVersions(tx, rec.KeyID, versions)
+	})
+	if err != nil {
+		return store.Record{}, err
+	}
+	rec.Aliases = slices.Clone(rec.Aliases)
+	rec.Data = slices.Clone(rec.Data)
+	return rec, nil
+}
+
+// List implements [store.Store].
+func (s *Store) List(ctx context.Context) (ids []string, err error) {
+	err = s.do(ctx, false, func(tx *bolt.Tx) error {
+		ids = nil
+		return tx.Bucket(bucketKeys).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+	})
+	return ids, err
+}
