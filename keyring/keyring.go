@@ -47,7 +47,6 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -101,6 +100,9 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	if c.store == nil {
 		c.store = memstore.New()
 	}
+	if err := checkRootKey(c, c.store); err != nil {
+		return nil, err
+	}
 	u, err := uuid.NewRandom()
 	if err != nil {
 		return nil, fmt.Errorf("keyring: generate key ID: %w", err)
@@ -141,6 +143,9 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 		return nil, fmt.Errorf("%w: nil store", ErrInvalidArgument)
 	}
 	c.store = st
+	if err := checkRootKey(c, st); err != nil {
+		return nil, err
+	}
 	rec, err := st.Get(ctx, idOrAlias)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, idOrAlias)
@@ -148,15 +153,46 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: load %q: %w", idOrAlias, err)
 	}
-	u, err := uuid.Parse(rec.KeyID)
+	u, err := keyIDBytes(rec.KeyID)
 	if err != nil {
-		return nil, fmt.Errorf("keyring: corrupt key record: key ID %q", rec.KeyID)
+		return nil, err
 	}
 	k := newKeyring(u, c)
 	if err := k.apply(ctx, rec); err != nil {
 		return nil, err
 	}
 	return k, nil
+}
+
+// keyIDBytes parses a stored key ID.
+func keyIDBytes(id string) ([16]byte, error) {
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
+		return u, fmt.Errorf("keyring: corrupt key record: key ID %q", id)
+	}
+	return u, nil
+}
+
+// List returns the IDs of every key in st, sorted.
+func List(ctx context.Context, st store.Store) ([]string, error) {
+	ids, err := st.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: list keys: %w", err)
+	}
+	return ids, nil
+}
+
+// checkRootKey refuses the process-local default root key with a store that
+// outlives the process.
+func checkRootKey(c *config, st store.Store) error {
+	if c.rootKey != nil {
+		return nil
+	}
+	if v, ok := st.(store.Volatile); ok && v.Volatile() {
+		c.rootKey = ephemeralRootKey()
+		return nil
+	}
+	return fmt.Errorf("%w: a persistent store needs a root key (WithRootKey): without one, its key material could never be read again", ErrInvalidArgument)
 }
 
 func newKeyring(u uuid.UUID, c *config) *Keyring {
@@ -331,11 +367,7 @@ func (v *version) marshal(wrapped []byte) []byte {
 		State:     v.State.String(),
 		Material:  wrapped,
 	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		panic("keyring: marshal version record: " + err.Error())
-	}
-	return b
+	return mustJSON(d)
 }
 
 // errNoChange ends a mutation without writing.

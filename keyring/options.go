@@ -47,9 +47,11 @@ func WithStore(st store.Store) Option {
 
 // WithRootKey sets the root key that wraps version material before it
 // reaches the store. Any tink.AEAD works: NewRootKey's local key, or Tink's
-// AWS KMS, GCP KMS and Vault clients. The default is a random key held only
-// in this process's memory, suitable only for the in-memory store. Loading a
-// key requires the root key it was created with.
+// AWS KMS, GCP KMS and Vault clients, NewRootKey, RootKeyFile,
+// NewPassphraseRootKey. Without it, a random key held only in this process's
+// memory is used, and only a volatile store (store/memstore) is accepted;
+// New and Load refuse a persistent store. Loading a key requires the root key
+// it was created with (or RootKeys listing it).
 func WithRootKey(rk tink.AEAD) Option {
 	return func(c *config) {
 		if rk == nil {
@@ -118,9 +120,6 @@ func newConfig(opts []Option) (*config, error) {
 	}
 	if len(c.errs) > 0 {
 		return nil, c.errs[0]
-	}
-	if c.rootKey == nil {
-		c.rootKey = ephemeralRootKey()
 	}
 	return c, nil
 }

@@ -34,10 +34,13 @@ type versionDoc struct {
 	Material []byte `json:"material,omitempty"`
 }
 
-func (d *keyDoc) marshal() []byte {
-	b, err := json.Marshal(d)
+func (d *keyDoc) marshal() []byte { return mustJSON(d) }
+
+// mustJSON marshals a record type, which cannot fail.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic("keyring: marshal key record: " + err.Error())
+		panic("keyring: marshal record: " + err.Error())
 	}
 	return b
 }

@@ -1,24 +1,37 @@
 package keyring
 
 import (
+	"bytes"
+	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync"
 
+	"github.com/kmsring/kmsring/store"
 	"github.com/tink-crypto/tink-go/v2/tink"
+	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 )
+
+// A root key protects version material at rest: a keyring wraps each
+// version's material under it before the material reaches a store, with the
+// key ID and version number as associated data. Any tink.AEAD is a root key,
+// so Tink's AWS KMS, GCP KMS and Vault clients plug in unchanged. This file
+// holds the built-in ones: a local key (NewRootKey, RootKeyFile), a
+// passphrase (NewPassphraseRootKey), and a list for migrations (RootKeys).
 
 // RootKeySize is the size of a local root key.
 const RootKeySize = chacha20poly1305.KeySize
 
-// NewRootKey returns a root key (a [tink.AEAD]) that wraps version material
-// under a local 32-byte key with XChaCha20-Poly1305 and a random 24-byte
-// nonce per call, so it has no practical limit on the number of calls. Its
-// ciphertext is nonce || sealed. The key is copied. The AEAD is safe for
-// concurrent use.
+// NewRootKey returns a root key that wraps under a local 32-byte key with
+// XChaCha20-Poly1305 and a random 24-byte nonce per call, so it has no
+// practical limit on the number of calls. Its ciphertext is nonce || sealed.
+// The key is copied. The AEAD is safe for concurrent use.
 func NewRootKey(key []byte) (tink.AEAD, error) {
 	if len(key) != RootKeySize {
 		return nil, fmt.Errorf("%w: root key must be %d bytes, not %d", ErrInvalidArgument, RootKeySize, len(key))
@@ -41,15 +54,304 @@ func (r localRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) 
 var errRootOpen = errors.New("keyring: root key: message authentication failed")
 
 func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	if len(ciphertext) < r.aead.NonceSize()+r.aead.Overhead() {
+	n := r.aead.NonceSize()
+	if len(ciphertext) < n+r.aead.Overhead() {
 		return nil, errRootOpen
 	}
-	n := r.aead.NonceSize()
 	pt, err := r.aead.Open(nil, ciphertext[:n], ciphertext[n:], associatedData)
 	if err != nil {
 		return nil, errRootOpen
 	}
 	return pt, nil
+}
+
+// RootKeyFile returns the local root key kept in the file at path: exactly
+// 32 random bytes. If the file does not exist, it is created with a fresh
+// key and mode 0600 (and synced). A file that other users may read or
+// write, or that does not hold exactly 32 bytes, is refused with
+// ErrInvalidArgument. Keep the file apart from the store: whoever holds
+// both holds every key.
+func RootKeyFile(path string) (tink.AEAD, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		key := randomBytes(RootKeySize)
+		defer clear(key)
+		_, err := f.Write(key)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+			return nil, fmt.Errorf("keyring: create root key file: %w", err)
+		}
+		return NewRootKey(key)
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	}
+	f, err = os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: root key file %s has mode %v; it must be readable by its owner only (chmod 600)", ErrInvalidArgument, path, fi.Mode().Perm())
+	}
+	key, err := io.ReadAll(io.LimitReader(f, RootKeySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	}
+	defer clear(key)
+	if len(key) != RootKeySize {
+		return nil, fmt.Errorf("%w: root key file %s must hold exactly %d bytes", ErrInvalidArgument, path, RootKeySize)
+	}
+	return NewRootKey(key)
+}
+
+// Argon2Params are the argon2id parameters of a passphrase root key.
+type Argon2Params struct {
+	Time    uint32 // passes over memory
+	Memory  uint32 // KiB
+	Threads uint8
+}
+
+// DefaultArgon2Params is RFC 9106's second recommended option: 3 passes over
+// 64 MiB with 4 lanes.
+var DefaultArgon2Params = Argon2Params{Time: 3, Memory: 64 << 10, Threads: 4}
+
+// Limits on parameters read back from a store, so that a tampered record
+// cannot make a process spend unbounded time or memory.
+const (
+	maxArgon2Time   = 64
+	maxArgon2Memory = 4 << 20 // 4 GiB
+)
+
+func (p Argon2Params) check() error {
+	if p.Time < 1 || p.Time > maxArgon2Time || p.Memory < 8*uint32(max(p.Threads, 1)) || p.Memory > maxArgon2Memory || p.Threads < 1 {
+		return fmt.Errorf("%w: argon2id parameters %+v out of range", ErrInvalidArgument, p)
+	}
+	return nil
+}
+
+// passphraseFormat opens every ciphertext of a passphrase root key:
+//
+//	0x01 || time (uint32) || memory KiB (uint32) || threads (uint8) || salt (16) || nonce (24) || sealed
+//
+// The parameters and salt travel with each ciphertext, so a store needs
+// nothing else to be opened with the passphrase, and they are bound as
+// associated data.
+const (
+	passphraseFormat     = 0x01
+	passphraseSaltSize   = 16
+	passphraseHeaderSize = 1 + 4 + 4 + 1 + passphraseSaltSize
+	maxDerivedKeys       = 16
+)
+
+// NewPassphraseRootKey returns a root key derived from a passphrase with
+// argon2id. Each instance draws a random salt and derives its key once, up
+// front; ciphertexts carry the salt and parameters they were made with, and
+// decrypting one made by another instance derives (and caches) its key. A
+// wrong passphrase makes Load fail with ErrRootKey. The AEAD is safe for
+// concurrent use.
+func NewPassphraseRootKey(passphrase []byte, p Argon2Params) (tink.AEAD, error) {
+	if len(passphrase) == 0 {
+		return nil, fmt.Errorf("%w: empty passphrase", ErrInvalidArgument)
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	r := &passphraseRootKey{passphrase: bytes.Clone(passphrase), derived: make(map[string]cipher.AEAD)}
+	r.header = append(r.header, passphraseFormat)
+	r.header = binary.BigEndian.AppendUint32(r.header, p.Time)
+	r.header = binary.BigEndian.AppendUint32(r.header, p.Memory)
+	r.header = append(r.header, p.Threads)
+	r.header = append(r.header, randomBytes(passphraseSaltSize)...)
+	var err error
+	if r.aead, err = r.derive(p, r.header[passphraseHeaderSize-passphraseSaltSize:]); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type passphraseRootKey struct {
+	passphrase []byte
+	header     []byte // this instance's format, parameters and salt
+	aead       cipher.AEAD
+
+	mu      sync.Mutex
+	derived map[string]cipher.AEAD // by header, for other instances' ciphertexts
+}
+
+func (r *passphraseRootKey) derive(p Argon2Params, salt []byte) (cipher.AEAD, error) {
+	key := argon2.IDKey(r.passphrase, salt, p.Time, p.Memory, p.Threads, chacha20poly1305.KeySize)
+	defer clear(key)
+	return chacha20poly1305.NewX(key)
+}
+
+func (r *passphraseRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
+	out := make([]byte, passphraseHeaderSize+chacha20poly1305.NonceSizeX, passphraseHeaderSize+chacha20poly1305.NonceSizeX+len(plaintext)+chacha20poly1305.Overhead)
+	copy(out, r.header)
+	nonce := out[passphraseHeaderSize:]
+	rand.Read(nonce)
+	ad := append(bytes.Clone(r.header), associatedData...)
+	return r.aead.Seal(out, nonce, plaintext, ad), nil
+}
+
+func (r *passphraseRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
+	if len(ciphertext) < passphraseHeaderSize+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead || ciphertext[0] != passphraseFormat {
+		return nil, errRootOpen
+	}
+	header := ciphertext[:passphraseHeaderSize]
+	aead := r.aead
+	if !bytes.Equal(header, r.header) {
+		var err error
+		if aead, err = r.derivedFor(header); err != nil {
+			return nil, err
+		}
+	}
+	nonce := ciphertext[passphraseHeaderSize : passphraseHeaderSize+chacha20poly1305.NonceSizeX]
+	ad := append(bytes.Clone(header), associatedData...)
+	pt, err := aead.Open(nil, nonce, ciphertext[passphraseHeaderSize+chacha20poly1305.NonceSizeX:], ad)
+	if err != nil {
+		return nil, errRootOpen
+	}
+	return pt, nil
+}
+
+func (r *passphraseRootKey) derivedFor(header []byte) (cipher.AEAD, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if aead, ok := r.derived[string(header)]; ok {
+		return aead, nil
+	}
+	p := Argon2Params{
+		Time:    binary.BigEndian.Uint32(header[1:]),
+		Memory:  binary.BigEndian.Uint32(header[5:]),
+		Threads: header[9],
+	}
+	if err := p.check(); err != nil {
+		return nil, errRootOpen
+	}
+	aead, err := r.derive(p, header[passphraseHeaderSize-passphraseSaltSize:])
+	if err != nil {
+		return nil, err
+	}
+	if len(r.derived) >= maxDerivedKeys {
+		clear(r.derived)
+	}
+	r.derived[string(header)] = aead
+	return aead, nil
+}
+
+// RootKeys returns a root key that encrypts with primary and decrypts with
+// the first of primary and others that succeeds: what every process needs
+// while RotateRootKey moves a store from an old root key to a new one.
+func RootKeys(primary tink.AEAD, others ...tink.AEAD) tink.AEAD {
+	return rootKeyList(append([]tink.AEAD{primary}, others...))
+}
+
+type rootKeyList []tink.AEAD
+
+func (l rootKeyList) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
+	return l[0].Encrypt(plaintext, associatedData)
+}
+
+func (l rootKeyList) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
+	for _, rk := range l {
+		if pt, err := rk.Decrypt(ciphertext, associatedData); err == nil {
+			return pt, nil
+		}
+	}
+	return nil, errRootOpen
+}
+
+// RotateRootKey rewraps the material of every version of every key in st
+// from the root key from to the root key to. It is resumable: material that
+// to already unwraps is left alone, so a call interrupted by a crash or an
+// error can simply be repeated. Each key is rewritten in one
+// compare-and-swap update, retried on conflict. Processes that hold keyrings
+// on st should run with RootKeys(to, from) until it completes. It returns
+// how many versions it rewrapped.
+func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD) (int, error) {
+	ids, err := st.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("keyring: rotate root key: %w", err)
+	}
+	total := 0
+	for _, id := range ids {
+		n, err := rewrapKey(ctx, st, id, from, to)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEAD) (int, error) {
+	for attempt := 1; ; attempt++ {
+		rec, err := st.Get(ctx, id)
+		if err != nil {
+			return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+		}
+		doc, err := parseKeyDoc(rec.Data)
+		if err != nil {
+			return 0, err
+		}
+		k, err := keyIDBytes(id)
+		if err != nil {
+			return 0, err
+		}
+		svs, err := st.Versions(ctx, id, 0)
+		if err != nil {
+			return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+		}
+		var put []store.Version
+		for _, sv := range svs {
+			d, _, _, err := parseVersionDoc(sv.Data)
+			if err != nil {
+				return 0, fmt.Errorf("%w (key %s version %d)", err, id, sv.Number)
+			}
+			if len(d.Material) == 0 {
+				continue
+			}
+			ad := materialAD(k, sv.Number)
+			if m, err := to.Decrypt(d.Material, ad); err == nil {
+				clear(m)
+				continue // done by an earlier, interrupted call
+			}
+			m, err := from.Decrypt(d.Material, ad)
+			if err != nil {
+				return 0, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, sv.Number)
+			}
+			d.Material, err = to.Encrypt(m, ad)
+			clear(m)
+			if err != nil {
+				return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+			}
+			put = append(put, store.Version{Number: sv.Number, Data: mustJSON(d)})
+		}
+		if len(put) == 0 {
+			return 0, nil
+		}
+		doc.StateChanges++
+		rec.Data = doc.marshal()
+		_, err = st.Update(ctx, rec, put)
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+		}
+		return len(put), nil
+	}
 }
 
 // ephemeralRootKey is the root key of keyrings created without WithRootKey:

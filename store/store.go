@@ -94,3 +94,13 @@ type Store interface {
 	// List returns the key IDs of every record, sorted.
 	List(ctx context.Context) ([]string, error)
 }
+
+// Volatile is implemented by stores whose contents end with the process,
+// such as memstore. A keyring created or loaded without an explicit root key
+// uses a random root key held in process memory, and accepts only a
+// Volatile store for that: material wrapped under it could never be
+// unwrapped by another process.
+type Volatile interface {
+	Store
+	Volatile() bool
+}

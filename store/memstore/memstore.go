@@ -15,7 +15,7 @@ import (
 	"github.com/kmsring/kmsring/store"
 )
 
-var _ store.Store = (*Store)(nil)
+var _ store.Volatile = (*Store)(nil)
 
 // Store is an in-memory store. The zero value is not usable; call New.
 type Store struct {
@@ -35,6 +35,9 @@ func New() *Store {
 		versions: make(map[string]map[uint32][]byte),
 	}
 }
+
+// Volatile reports true: the store's contents end with the process.
+func (s *Store) Volatile() bool { return true }
 
 // Create implements [store.Store].
 func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.Version) (store.Record, error) {

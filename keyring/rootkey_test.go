@@ -1,0 +1,187 @@
+package keyring_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/store"
+	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+)
+
+// durable hides memstore's Volatile method, standing in for a persistent
+// store.
+type durable struct{ store.Store }
+
+// fast argon2id parameters for tests; production uses the defaults.
+var testArgon2 = keyring.Argon2Params{Time: 1, Memory: 64, Threads: 1}
+
+func TestPersistentStoreNeedsRootKey(t *testing.T) {
+	ctx := t.Context()
+	st := durable{memstore.New()}
+	_, err := keyring.New(ctx, keyring.WithStore(st))
+	assert.ErrorIs(t, err, keyring.ErrInvalidArgument)
+	rk, err := keyring.NewRootKey(make([]byte, 32))
+	require.NoError(t, err)
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	_, err = keyring.Load(ctx, st, k.ID())
+	assert.ErrorIs(t, err, keyring.ErrInvalidArgument, "Load refuses too")
+}
+
+func TestRootKeyFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "root.key")
+	rk, err := keyring.RootKeyFile(path)
+	require.NoError(t, err)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "created owner-only")
+	assert.Equal(t, int64(32), fi.Size())
+
+	st := durable{memstore.New()}
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	again, err := keyring.RootKeyFile(path)
+	require.NoError(t, err)
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(again))
+	require.NoError(t, err, "the file's key loads what it wrapped")
+
+	require.NoError(t, os.Chmod(path, 0o644))
+	_, err = keyring.RootKeyFile(path)
+	assert.ErrorIs(t, err, keyring.ErrInvalidArgument, "a world-readable key file is refused")
+
+	short := filepath.Join(t.TempDir(), "short.key")
+	require.NoError(t, os.WriteFile(short, make([]byte, 31), 0o600))
+	_, err = keyring.RootKeyFile(short)
+	assert.ErrorIs(t, err, keyring.ErrInvalidArgument)
+}
+
+func TestPassphraseRootKey(t *testing.T) {
+	ctx := t.Context()
+	st := durable{memstore.New()}
+	rk, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
+	require.NoError(t, err)
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	_, err = k.Rotate(ctx)
+	require.NoError(t, err)
+
+	// Another process: same passphrase, its own salt.
+	other, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
+	require.NoError(t, err)
+	l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(other))
+	require.NoError(t, err)
+	_, err = l.Rotate(ctx) // wraps version 3 under other's salt
+	require.NoError(t, err)
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+	require.NoError(t, err, "versions wrapped under both salts open")
+
+	wrong, err := keyring.NewPassphraseRootKey([]byte("battery staple"), testArgon2)
+	require.NoError(t, err)
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(wrong))
+	assert.ErrorIs(t, err, keyring.ErrRootKey, "a wrong passphrase is named as such")
+
+	_, err = keyring.NewPassphraseRootKey(nil, testArgon2)
+	assert.ErrorIs(t, err, keyring.ErrInvalidArgument)
+	_, err = keyring.NewPassphraseRootKey([]byte("x"), keyring.Argon2Params{Time: 0, Memory: 64, Threads: 1})
+	assert.ErrorIs(t, err, keyring.ErrInvalidArgument)
+}
+
+func TestTinkRootKey(t *testing.T) {
+	ctx := t.Context()
+	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
+	require.NoError(t, err)
+	rk, err := aead.New(h)
+	require.NoError(t, err)
+	st := durable{memstore.New()}
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	blob, err := k.Encrypt(ctx, []byte("tink"))
+	require.NoError(t, err)
+	pt, err := l.Decrypt(ctx, blob)
+	require.NoError(t, err)
+	assert.Equal(t, "tink", string(pt))
+}
+
+// flaky fails every Update after the first n.
+type flaky struct {
+	store.Store
+	n atomic.Int32
+}
+
+var errInjected = errors.New("injected failure")
+
+func (f *flaky) Update(ctx context.Context, rec store.Record, vs []store.Version) (store.Record, error) {
+	if f.n.Add(-1) < 0 {
+		return store.Record{}, errInjected
+	}
+	return f.Store.Update(ctx, rec, vs)
+}
+
+func TestRotateRootKey(t *testing.T) {
+	ctx := t.Context()
+	mem := memstore.New()
+	st := durable{mem}
+	oldRK, err := keyring.NewRootKey(make([]byte, 32))
+	require.NoError(t, err)
+	newRK, err := keyring.NewRootKey(append(make([]byte, 31), 7))
+	require.NoError(t, err)
+	var blobs [][]byte
+	var keys []*keyring.Keyring
+	for range 3 {
+		k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(oldRK))
+		require.NoError(t, err)
+		_, err = k.Rotate(ctx)
+		require.NoError(t, err)
+		blob, err := k.Encrypt(ctx, []byte(k.ID()))
+		require.NoError(t, err)
+		keys, blobs = append(keys, k), append(blobs, blob)
+	}
+
+	// Interrupted after the first key.
+	f := &flaky{Store: st}
+	f.n.Store(1)
+	n, err := keyring.RotateRootKey(ctx, f, oldRK, newRK)
+	require.ErrorIs(t, err, errInjected)
+	assert.Equal(t, 2, n, "one key's two versions were rewrapped before the failure")
+
+	// A handle running with both keys keeps working mid-migration.
+	mixed, err := keyring.Load(ctx, st, keys[0].ID(), keyring.WithRootKey(keyring.RootKeys(newRK, oldRK)))
+	require.NoError(t, err)
+	_, err = mixed.Decrypt(ctx, blobs[0])
+	require.NoError(t, err)
+
+	n, err = keyring.RotateRootKey(ctx, st, oldRK, newRK)
+	require.NoError(t, err, "resumes")
+	assert.Equal(t, 4, n, "only the versions not yet rewrapped")
+	n, err = keyring.RotateRootKey(ctx, st, oldRK, newRK)
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left to do")
+
+	for i, k := range keys {
+		l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(newRK))
+		require.NoError(t, err)
+		pt, err := l.Decrypt(ctx, blobs[i])
+		require.NoError(t, err)
+		assert.Equal(t, k.ID(), string(pt))
+		_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(oldRK))
+		assert.ErrorIs(t, err, keyring.ErrRootKey, "the old root key no longer opens the store")
+		// A live handle with only the old key cannot reload the rewrapped
+		// versions (hence RootKeys during a migration), but keeps
+		// decrypting with what it has loaded.
+		assert.ErrorIs(t, k.Refresh(ctx), keyring.ErrRootKey)
+		_, err = k.Decrypt(ctx, blobs[i])
+		require.NoError(t, err)
+	}
+}
