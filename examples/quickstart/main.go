@@ -3,14 +3,23 @@
 // rotate, and live through three years of yearly rotation on a fake clock.
 //
 //	go run ./examples/quickstart
+//
+// The key lives in the embedded store, kmsring-quickstart.db in the current
+// directory, under the root key in kmsring-quickstart.key. A second run
+// finds the key from the first, shows its versions and history, opens the
+// record the first run sealed and rotates once more. Delete the three
+// kmsring-quickstart.* files to start over.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -18,29 +27,58 @@ import (
 	"github.com/kmsring/kmsring/envelope"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/rotation"
+	"github.com/kmsring/kmsring/store/boltstore"
 )
 
 const year = 365 * 24 * time.Hour
 
+const alias = "alias/quickstart"
+
+// files are where the quickstart keeps its state.
+type files struct{ store, rootKey, record string }
+
 func main() {
 	log.SetFlags(0)
-	if err := run(context.Background()); err != nil {
+	f := files{}
+	flag.StringVar(&f.store, "store", "kmsring-quickstart.db", "embedded store `file`")
+	flag.StringVar(&f.rootKey, "root-key", "kmsring-quickstart.key", "root key `file` (created 0600 if missing)")
+	flag.StringVar(&f.record, "record", "kmsring-quickstart.sealed", "`file` for the sealed record")
+	flag.Parse()
+	if err := run(context.Background(), f); err != nil {
 		log.Fatal("quickstart: ", err)
 	}
 }
 
-func run(ctx context.Context) error {
-	// A fake clock lets this program live through years in milliseconds.
-	// A service leaves WithClock out and gets the wall clock.
-	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
-	day := func() string { return clk.Now().Format("2006-01-02") }
-
-	step(1, "Create a key")
-	k, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithAlias("alias/quickstart"))
+func run(ctx context.Context, f files) error {
+	rk, err := keyring.RootKeyFile(f.rootKey)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("   key ID %s (alias/quickstart), version 1, created %s\n", k.ID(), day())
+	st, err := boltstore.Open(f.store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fmt.Printf("Embedded store %s, root key %s\n", f.store, f.rootKey)
+
+	// A fake clock lets this program live through years in milliseconds.
+	// A service leaves WithClock out and gets the wall clock.
+	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
+	k, err := keyring.Load(ctx, st, alias, keyring.WithRootKey(rk), keyring.WithClock(clk))
+	switch {
+	case err == nil:
+		return again(ctx, k, clk, f)
+	case !errors.Is(err, keyring.ErrKeyNotFound):
+		return err
+	}
+	day := func() string { return clk.Now().Format("2006-01-02") }
+
+	step(1, "Create a key")
+	k, err = keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithClock(clk), keyring.WithAlias(alias))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   key ID %s (%s), version 1, created %s\n", k.ID(), alias, day())
 
 	step(2, "Generate a data key")
 	dk1, err := k.GenerateDataKey(ctx)
@@ -63,6 +101,9 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("   %d bytes of plaintext sealed into %d bytes; the header names key %s version %d\n",
 		len(record), len(sealed), short(h.KeyID), h.Version)
+	if err := os.WriteFile(f.record, sealed, 0o600); err != nil {
+		return err
+	}
 
 	step(4, "Rotate on demand")
 	clk.Advance(30 * 24 * time.Hour)
@@ -120,15 +161,9 @@ func run(ctx context.Context) error {
 	}
 
 	step(8, "Describe the key")
-	md, err := k.Describe(ctx)
+	md, err := describe(ctx, k)
 	if err != nil {
 		return err
-	}
-	fmt.Printf("   created %s, current version %d, rotation enabled %t, period %d days\n",
-		md.CreatedAt.Format("2006-01-02"), md.CurrentVersion, md.RotationEnabled, md.RotationPeriod/(24*time.Hour))
-	fmt.Printf("   last rotated %s, next rotation %s\n", md.LastRotatedAt.Format("2006-01-02"), md.NextRotationAt.Format("2006-01-02"))
-	for _, v := range md.Versions {
-		fmt.Printf("     version %d  %s  %-9s  %s\n", v.Number, v.CreatedAt.Format("2006-01-02"), v.Origin, v.State)
 	}
 	pt, err = envelope.Open(ctx, k, sealed, envelope.WithEncryptionContext(ec))
 	if err != nil {
@@ -141,7 +176,57 @@ func run(ctx context.Context) error {
 	fmt.Printf("   %s: overdue: %t\n", day(), rotation.Overdue(md, clk.Now(), grace))
 	clk.Advance(401 * 24 * time.Hour) // no scheduler runs now
 	fmt.Printf("   %s, 401 days without a rotation: overdue: %t\n", day(), rotation.Overdue(md, clk.Now(), grace))
+	fmt.Printf("\nThe key is kept in %s. Run the quickstart again to find it there.\n", f.store)
 	return nil
+}
+
+// again is the second run: the key comes from the store.
+func again(ctx context.Context, k *keyring.Keyring, clk *clockwork.FakeClock, f files) error {
+	step(1, "Find the key from the earlier run")
+	md, err := describe(ctx, k)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   %s is key %s\n", alias, k.ID())
+
+	step(2, "Open the record the first run sealed")
+	sealed, err := os.ReadFile(f.record)
+	if err != nil {
+		return err
+	}
+	h, err := envelope.Inspect(sealed)
+	if err != nil {
+		return err
+	}
+	pt, err := envelope.Open(ctx, k, sealed, envelope.WithEncryptionContext(h.EncryptionContext))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   sealed under version %d: %s\n", h.Version, pt)
+
+	step(3, "Rotate on demand once more")
+	clk.Advance(md.LastRotatedAt.Add(24 * time.Hour).Sub(clk.Now()))
+	v, err := k.Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   %s: version %d (%s) is now current, and stored for the next run\n", v.CreatedAt.Format("2006-01-02"), v.Number, v.Origin)
+	return nil
+}
+
+// describe prints what Describe returns.
+func describe(ctx context.Context, k *keyring.Keyring) (keyring.Metadata, error) {
+	md, err := k.Describe(ctx)
+	if err != nil {
+		return md, err
+	}
+	fmt.Printf("   created %s, current version %d, rotation enabled %t, period %d days\n",
+		md.CreatedAt.Format("2006-01-02"), md.CurrentVersion, md.RotationEnabled, md.RotationPeriod/(24*time.Hour))
+	fmt.Printf("   last rotated %s, next rotation %s\n", md.LastRotatedAt.Format("2006-01-02"), md.NextRotationAt.Format("2006-01-02"))
+	for _, v := range md.Versions {
+		fmt.Printf("     version %d  %s  %-9s  %s\n", v.Number, v.CreatedAt.Format("2006-01-02"), v.Origin, v.State)
+	}
+	return md, nil
 }
 
 func step(n int, title string) { fmt.Printf("\n%d. %s\n", n, title) }
