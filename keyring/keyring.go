@@ -82,11 +82,18 @@ type Keyring struct {
 }
 
 // version is a loaded version: its metadata, its stored bytes (to notice
-// changes on reload) and, unless destroyed, the AEAD that wraps data keys.
+// changes on reload) and, unless destroyed, its material wrapped under the
+// root key. The material is unwrapped on first use (see wrapAEAD), so that
+// loading a key with many versions under a remote root key costs one root
+// key call for the current version, not one per version.
 type version struct {
 	Version
-	data []byte
-	aead cipher.AEAD
+	data    []byte
+	wrapped []byte // nil once destroyed
+
+	once sync.Once
+	aead cipher.AEAD // set by once
+	err  error       // set by once
 }
 
 // New creates a key with version 1 in the configured store and returns it.
@@ -303,6 +310,11 @@ func (k *Keyring) apply(ctx context.Context, rec store.Record) error {
 	if uint32(len(vs)) != doc.Current {
 		return fmt.Errorf("keyring: corrupt store: key %s has %d of %d versions", k.id, len(vs), doc.Current)
 	}
+	// Unwrap the current version now: a wrong root key fails here, by
+	// name, rather than on the first encryption.
+	if _, err := k.wrapAEAD(vs[len(vs)-1]); err != nil && !errors.Is(err, ErrVersionDestroyed) {
+		return err
+	}
 	k.mu.Lock()
 	if k.versions != nil && rec.Revision <= k.rec.Revision {
 		k.mu.Unlock()
@@ -322,24 +334,35 @@ func (k *Keyring) decodeVersion(sv store.Version) (*version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (key %s version %d)", err, k.id, sv.Number)
 	}
-	v := &version{
+	return &version{
 		Version: Version{Number: sv.Number, CreatedAt: d.CreatedAt, Origin: origin, State: state},
 		data:    sv.Data,
-	}
-	if len(d.Material) > 0 {
-		material, err := k.root.Decrypt(d.Material, materialAD(k.bid, sv.Number))
+		wrapped: d.Material,
+	}, nil
+}
+
+// wrapAEAD returns the AEAD that seals data key blobs under v, unwrapping
+// v's material with the root key on first use. It fails with ErrRootKey if
+// the root key cannot unwrap it.
+func (k *Keyring) wrapAEAD(v *version) (cipher.AEAD, error) {
+	v.once.Do(func() {
+		if v.wrapped == nil {
+			v.err = fmt.Errorf("%w: key %s version %d", ErrVersionDestroyed, k.id, v.Number)
+			return
+		}
+		material, err := k.root.Decrypt(v.wrapped, materialAD(k.bid, v.Number))
 		if err != nil {
-			return nil, fmt.Errorf("%w: key %s version %d", ErrRootKey, k.id, sv.Number)
+			v.err = fmt.Errorf("%w: key %s version %d", ErrRootKey, k.id, v.Number)
+			return
 		}
 		defer clear(material)
 		if len(material) != materialSize {
-			return nil, fmt.Errorf("keyring: corrupt version record: key %s version %d", k.id, sv.Number)
+			v.err = fmt.Errorf("keyring: corrupt version record: key %s version %d", k.id, v.Number)
+			return
 		}
-		if v.aead, err = newWrapAEAD(material); err != nil {
-			return nil, err
-		}
-	}
-	return v, nil
+		v.aead, v.err = newWrapAEAD(material)
+	})
+	return v.aead, v.err
 }
 
 // newVersion makes version n with fresh material, wrapped under the root
@@ -351,10 +374,12 @@ func (k *Keyring) newVersion(n uint32, origin Origin, now time.Time) (*version, 
 	if err != nil {
 		return nil, fmt.Errorf("keyring: wrap version %d under the root key: %w", n, err)
 	}
-	v := &version{Version: Version{Number: n, CreatedAt: now, Origin: origin, State: VersionEnabled}}
-	if v.aead, err = newWrapAEAD(material); err != nil {
+	v := &version{Version: Version{Number: n, CreatedAt: now, Origin: origin, State: VersionEnabled}, wrapped: wrapped}
+	aead, err := newWrapAEAD(material)
+	if err != nil {
 		return nil, err
 	}
+	v.once.Do(func() { v.aead = aead })
 	v.data = v.marshal(wrapped)
 	return v, nil
 }
@@ -541,7 +566,11 @@ func (k *Keyring) seal(v *version, plaintext []byte, ec map[string]string) ([]by
 	}
 	out := make([]byte, format.BlobHeaderSize, format.BlobHeaderSize+len(plaintext)+format.BlobTagSize)
 	copy(out, aad[:format.BlobHeaderSize])
-	return v.aead.Seal(out, bl.Nonce[:], plaintext, aad), nil
+	aead, err := k.wrapAEAD(v)
+	if err != nil {
+		return nil, err
+	}
+	return aead.Seal(out, bl.Nonce[:], plaintext, aad), nil
 }
 
 // GenerateDataKey returns a fresh random data key (32 bytes, or 16 with
@@ -618,7 +647,11 @@ func (k *Keyring) open(ctx context.Context, blob []byte, ec map[string]string) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	pt, err := v.aead.Open(nil, bl.Nonce[:], bl.Sealed, aad)
+	aead, err := k.wrapAEAD(v)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := aead.Open(nil, bl.Nonce[:], bl.Sealed, aad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}

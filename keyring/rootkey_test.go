@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
 // durable hides memstore's Volatile method, standing in for a persistent
@@ -184,4 +185,39 @@ func TestRotateRootKey(t *testing.T) {
 		_, err = k.Decrypt(ctx, blobs[i])
 		require.NoError(t, err)
 	}
+}
+
+// countingRootKey counts Decrypt calls, standing in for a remote KMS.
+type countingRootKey struct {
+	tink.AEAD
+	decrypts atomic.Int32
+}
+
+func (c *countingRootKey) Decrypt(ct, ad []byte) ([]byte, error) {
+	c.decrypts.Add(1)
+	return c.AEAD.Decrypt(ct, ad)
+}
+
+func TestLoadUnwrapsLazily(t *testing.T) {
+	ctx := t.Context()
+	st := durable{memstore.New()}
+	local, err := keyring.NewRootKey(make([]byte, 32))
+	require.NoError(t, err)
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(local))
+	require.NoError(t, err)
+	old, err := k.Encrypt(ctx, []byte("v1"))
+	require.NoError(t, err)
+	for range 49 {
+		_, err := k.Rotate(ctx)
+		require.NoError(t, err)
+	}
+	rk := &countingRootKey{AEAD: local}
+	l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), rk.decrypts.Load(), "Load unwraps only the current version")
+	_, err = l.Decrypt(ctx, old)
+	require.NoError(t, err)
+	_, err = l.Decrypt(ctx, old)
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), rk.decrypts.Load(), "an old version is unwrapped once, on first use")
 }

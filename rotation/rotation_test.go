@@ -171,7 +171,7 @@ func TestManySchedulersOneVersionPerPeriod(t *testing.T) {
 
 // failingStore fails every update while fail is set.
 type failingStore struct {
-	store.Store
+	*memstore.Store
 	mu   sync.Mutex
 	fail bool
 }
