@@ -1,13 +1,16 @@
 package keyring_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/store/memstore"
 )
 
 func ExampleKeyring_GenerateDataKey() {
@@ -93,4 +96,41 @@ func ExampleKeyring_RotateIfDue() {
 	// 2 true
 	// 2 false
 	// next due 2028-12-26
+}
+
+// Moving a store to a new root key: run with both keys, rewrap, then drop
+// the old one.
+func ExampleRotateRootKey() {
+	ctx := context.Background()
+	oldRK, err := keyring.NewRootKey(bytes.Repeat([]byte{1}, keyring.RootKeySize))
+	if err != nil {
+		log.Fatal(err)
+	}
+	newRK, err := keyring.NewRootKey(bytes.Repeat([]byte{2}, keyring.RootKeySize))
+	if err != nil {
+		log.Fatal(err)
+	}
+	st := memstore.New()
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(oldRK))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := k.Rotate(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	// 1. Processes run with keyring.RootKeys(newRK, oldRK).
+	// 2. One of them rewraps every version; repeat it if interrupted.
+	n, err := keyring.RotateRootKey(ctx, st, oldRK, newRK)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// 3. The old root key can go.
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(newRK))
+	fmt.Println(n, "versions rewrapped; load with the new root key:", err)
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(oldRK))
+	fmt.Println(errors.Is(err, keyring.ErrRootKey))
+	// Output:
+	// 2 versions rewrapped; load with the new root key: <nil>
+	// true
 }

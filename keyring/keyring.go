@@ -30,16 +30,24 @@
 // many periods a key rotates once, not once per missed period. Time comes
 // from a [Clock], so tests drive rotation with a fake clock.
 //
-// # Storage and concurrency
+// # Storage and root keys
 //
 // A keyring lives in a [store.Store]: in memory by default, or a persistent
-// backend given with [WithStore]. Version material reaches the store only
-// wrapped under a root key ([WithRootKey]). Several Keyring values, in one
-// process or many, may share a store: every change is a compare-and-swap, so
-// concurrent rotations never lose a version and numbers stay dense. The hot
-// path (GenerateDataKey, Encrypt, Decrypt of a loaded version) never touches
-// the store; a blob of a version this handle has not loaded triggers a
-// rate-limited reload. A Keyring is safe for concurrent use.
+// backend given with [WithStore] (store/boltstore for one embedded file).
+// [Load] finds a stored key by ID or alias. Version material reaches the
+// store only wrapped under a root key ([WithRootKey]): any tink.AEAD, so
+// Tink's KMS clients plug in, or the built-in [RootKeyFile], [NewRootKey]
+// and [NewPassphraseRootKey]. A persistent store without a root key is
+// refused. [RotateRootKey] moves a store to a new root key.
+//
+// # Concurrency
+//
+// Several Keyring values, in one process or many, may share a store: every
+// change is a compare-and-swap, so concurrent rotations never lose a version
+// and numbers stay dense. The hot path (GenerateDataKey, Encrypt, Decrypt of
+// a loaded version) never touches the store; a blob of a version this handle
+// has not loaded triggers a rate-limited reload ([WithReloadInterval]). A
+// Keyring is safe for concurrent use.
 package keyring
 
 import (
