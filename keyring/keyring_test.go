@@ -1,6 +1,7 @@
 package keyring_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -426,4 +427,31 @@ func TestRootKey(t *testing.T) {
 	require.NoError(t, err)
 	_, err = keyring.NewRootKey(make([]byte, 16))
 	assert.ErrorIs(t, err, keyring.ErrInvalidArgument)
+}
+
+func TestWatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	st := memstore.New()
+	clk := clockwork.NewFakeClockAt(epoch)
+	a, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithClock(clk))
+	require.NoError(t, err)
+	b, err := keyring.Load(ctx, st, a.ID(), keyring.WithClock(clk))
+	require.NoError(t, err)
+	done := make(chan error)
+	go func() { done <- b.Watch(ctx, time.Minute) }()
+
+	_, err = a.Rotate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, clk.BlockUntilContext(ctx, 1))
+	dk, err := b.GenerateDataKey(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), dk.Version, "not yet refreshed")
+	clk.Advance(time.Minute)
+	require.NoError(t, clk.BlockUntilContext(ctx, 1), "Watch reloaded and sleeps again")
+	dk, err = b.GenerateDataKey(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2), dk.Version, "encryption moved to the new version within one interval")
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	assert.ErrorIs(t, b.Watch(t.Context(), 0), keyring.ErrInvalidArgument)
 }

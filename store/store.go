@@ -104,3 +104,13 @@ type Volatile interface {
 	Store
 	Volatile() bool
 }
+
+// Notifier is implemented by stores that can tell a process that a key was
+// changed, possibly by another process. keyring.Keyring.Watch uses it to
+// refresh at once instead of waiting for its next poll.
+type Notifier interface {
+	// Notify arranges for a value to be sent on c, without blocking,
+	// whenever keyID may have changed, including when notifications may
+	// have been missed. Call stop to end the notifications.
+	Notify(keyID string, c chan<- struct{}) (stop func())
+}

@@ -1,0 +1,534 @@
+// Package pgstore is a [store.Store] in PostgreSQL, for services that run
+// as many replicas sharing their keys.
+//
+// # Schema
+//
+// Open creates its tables with embedded, numbered migrations, applied in
+// one transaction under an advisory lock so that replicas starting together
+// migrate once. The schema version is recorded in kmsring_schema; Open
+// refuses a database whose schema is newer than this release knows
+// ([ErrSchemaVersion]). Tables are created in the first schema of the
+// connection's search_path, so several stores can share a database
+// (search_path=... in the DSN).
+//
+// # Replicas
+//
+// Update is a compare-and-swap on the record's revision in a transaction:
+// of any number of replicas updating the same key from the same revision,
+// exactly one commits. Every committed update sends a NOTIFY on the
+// kmsring_changes channel with the key ID; [Store.Notify] delivers them (a
+// listener connection is kept open while anyone listens), so that
+// keyring.Keyring.Watch refreshes within milliseconds of a change made by
+// another replica.
+//
+// # Outages
+//
+// Reads that fail before reaching the server, or on a connection the server
+// terminated, are retried once on a fresh connection; writes are retried
+// only when nothing was sent. Otherwise errors are returned: keyrings keep
+// encrypting and decrypting with what they have loaded, and mutations fail
+// until the database returns. The connection pool reconnects by itself.
+package pgstore
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kmsring/kmsring/store"
+)
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
+
+// ErrSchemaVersion reports a database whose kmsring schema is newer than
+// this release.
+var ErrSchemaVersion = errors.New("pgstore: database schema is newer than this release")
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// channel is the NOTIFY channel of key changes.
+const channel = "kmsring_changes"
+
+// migrationLock is the pg_advisory_xact_lock key that serializes migrations.
+const migrationLock = 0x6b6d7372696e67 // "kmsring"
+
+// Store is a store in a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	subs     map[*sub]struct{}
+	listenCh chan struct{} // closed to stop the listener
+	listenWG sync.WaitGroup
+}
+
+type sub struct {
+	keyID string
+	c     chan<- struct{}
+}
+
+// Open connects to the database at dsn (a libpq connection string or
+// postgres:// URL), applies pending migrations and returns the store. Call
+// Close when done.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "kmsring"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	s := &Store{pool: pool, log: slog.Default(), subs: make(map[*sub]struct{})}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// SchemaVersion is the schema version this release writes.
+var SchemaVersion = func() int {
+	n, _ := latestMigration()
+	return n
+}()
+
+type migration struct {
+	version int
+	sql     string
+}
+
+func readMigrations() ([]migration, error) {
+	ents, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range ents {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v != len(ms)+1 {
+			return nil, fmt.Errorf("pgstore: bad migration name %q", e.Name())
+		}
+		b, err := fs.ReadFile(migrations, "migrations/"+e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{v, string(b)})
+	}
+	return ms, nil
+}
+
+func latestMigration() (int, error) {
+	ms, err := readMigrations()
+	return len(ms), err
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := readMigrations()
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return fmt.Errorf("pgstore: migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS kmsring_schema (version integer NOT NULL)`); err != nil {
+			return fmt.Errorf("pgstore: create kmsring_schema: %w", err)
+		}
+		var have int
+		err := tx.QueryRow(ctx, `SELECT version FROM kmsring_schema`).Scan(&have)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if _, err := tx.Exec(ctx, `INSERT INTO kmsring_schema (version) VALUES (0)`); err != nil {
+				return fmt.Errorf("pgstore: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("pgstore: read schema version: %w", err)
+		}
+		if have > len(ms) {
+			return fmt.Errorf("%w: version %d, this release knows %d", ErrSchemaVersion, have, len(ms))
+		}
+		for _, m := range ms[have:] {
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("pgstore: migration %d: %w", m.version, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kmsring_schema SET version = $1`, len(ms)); err != nil {
+			return fmt.Errorf("pgstore: %w", err)
+		}
+		return nil
+	})
+}
+
+// Close closes the pool and the listener. Later calls fail with
+// store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.listenCh != nil {
+		close(s.listenCh)
+	}
+	s.mu.Unlock()
+	s.listenWG.Wait()
+	s.pool.Close()
+	return nil
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// retryable reports whether a failed call may be repeated: nothing reached
+// the server, or (for reads only) the server terminated the connection.
+func retryable(err error, read bool) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if read && errors.As(err, &pe) && (pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03") {
+		return true // admin_shutdown, crash_shutdown, cannot_connect_now
+	}
+	var ce *pgconn.ConnectError
+	return read && errors.As(err, &ce)
+}
+
+// run calls fn, once more if the first failure is retryable.
+func (s *Store) run(ctx context.Context, read bool, fn func() error) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	err := fn()
+	if err != nil && ctx.Err() == nil && retryable(err, read) {
+		err = fn()
+	}
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("pgstore: %w", ctx.Err())
+	}
+	return err
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// Create implements [store.Store].
+func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.Version) (store.Record, error) {
+	err := s.run(ctx, false, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var taken bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kmsring_aliases WHERE alias = $1)`, rec.KeyID).Scan(&taken); err != nil {
+				return err
+			}
+			if taken {
+				return fmt.Errorf("pgstore: key %s: %w", rec.KeyID, store.ErrExists)
+			}
+			tag, err := tx.Exec(ctx, `INSERT INTO kmsring_keys (key_id, revision, aliases, data) VALUES ($1, 1, $2, $3) ON CONFLICT DO NOTHING`,
+				rec.KeyID, nonNil(rec.Aliases), rec.Data)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return fmt.Errorf("pgstore: key %s: %w", rec.KeyID, store.ErrExists)
+			}
+			if err := putAliases(ctx, tx, rec); err != nil {
+				return err
+			}
+			return putVersions(ctx, tx, rec.KeyID, versions)
+		})
+	})
+	if err != nil {
+		return store.Record{}, wrap("create", err)
+	}
+	rec.Revision = 1
+	rec.Aliases = slices.Clone(rec.Aliases)
+	rec.Data = slices.Clone(rec.Data)
+	return rec, nil
+}
+
+func nonNil(a []string) []string {
+	if a == nil {
+		return []string{}
+	}
+	return a
+}
+
+// putAliases inserts rec's aliases; an alias that is taken, or that is a
+// key ID, is ErrExists.
+func putAliases(ctx context.Context, tx pgx.Tx, rec store.Record) error {
+	for _, a := range rec.Aliases {
+		var isKey bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kmsring_keys WHERE key_id = $1)`, a).Scan(&isKey); err != nil {
+			return err
+		}
+		if isKey {
+			return fmt.Errorf("pgstore: alias %s: %w", a, store.ErrExists)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO kmsring_aliases (alias, key_id) VALUES ($1, $2)`, a, rec.KeyID); err != nil {
+			if isUniqueViolation(err) {
+				return fmt.Errorf("pgstore: alias %s: %w", a, store.ErrExists)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func putVersions(ctx context.Context, tx pgx.Tx, keyID string, versions []store.Version) error {
+	if len(versions) == 0 {
+		return nil
+	}
+	var b pgx.Batch
+	for _, v := range versions {
+		b.Queue(`INSERT INTO kmsring_versions (key_id, number, data) VALUES ($1, $2, $3)
+			ON CONFLICT (key_id, number) DO UPDATE SET data = EXCLUDED.data`, keyID, int64(v.Number), v.Data)
+	}
+	return tx.SendBatch(ctx, &b).Close()
+}
+
+// wrap adds the package prefix to errors that lack one.
+func wrap(op string, err error) error {
+	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) ||
+		errors.Is(err, store.ErrClosed) || strings.HasPrefix(err.Error(), "pgstore: ") {
+		return err
+	}
+	return fmt.Errorf("pgstore: %s: %w", op, err)
+}
+
+// Get implements [store.Store].
+func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error) {
+	var rec store.Record
+	err := s.run(ctx, true, func() error {
+		err := s.pool.QueryRow(ctx, `SELECT key_id, revision, aliases, data FROM kmsring_keys
+			WHERE key_id = $1 OR key_id = (SELECT key_id FROM kmsring_aliases WHERE alias = $1)`, idOrAlias).
+			Scan(&rec.KeyID, &rec.Revision, &rec.Aliases, &rec.Data)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("pgstore: %s: %w", idOrAlias, store.ErrNotFound)
+		}
+		return err
+	})
+	if err != nil {
+		return store.Record{}, wrap("get", err)
+	}
+	if len(rec.Aliases) == 0 {
+		rec.Aliases = nil
+	}
+	return rec, nil
+}
+
+// Versions implements [store.Store].
+func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]store.Version, error) {
+	var out []store.Version
+	err := s.run(ctx, true, func() error {
+		out = nil
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kmsring_keys WHERE key_id = $1)`, keyID).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return fmt.Errorf("pgstore: %s: %w", keyID, store.ErrNotFound)
+			}
+			rows, err := tx.Query(ctx, `SELECT number, data FROM kmsring_versions WHERE key_id = $1 AND number > $2 ORDER BY number`, keyID, int64(after))
+			if err != nil {
+				return err
+			}
+			out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Version, error) {
+				var n int64
+				var v store.Version
+				err := row.Scan(&n, &v.Data)
+				v.Number = uint32(n)
+				return v, err
+			})
+			return err
+		})
+	})
+	if err != nil {
+		return nil, wrap("versions", err)
+	}
+	return out, nil
+}
+
+// Update implements [store.Store].
+func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.Version) (store.Record, error) {
+	err := s.run(ctx, false, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var rev int64
+			var old []string
+			err := tx.QueryRow(ctx, `SELECT revision, aliases FROM kmsring_keys WHERE key_id = $1 FOR UPDATE`, rec.KeyID).Scan(&rev, &old)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("pgstore: %s: %w", rec.KeyID, store.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			// The row lock makes concurrent updaters wait here and then
+			// see the winner's revision.
+			if rev != int64(rec.Revision) {
+				return fmt.Errorf("pgstore: %s at revision %d, not %d: %w", rec.KeyID, rev, rec.Revision, store.ErrConflict)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE kmsring_keys SET revision = revision + 1, aliases = $2, data = $3 WHERE key_id = $1`,
+				rec.KeyID, nonNil(rec.Aliases), rec.Data); err != nil {
+				return err
+			}
+			if !slices.Equal(old, rec.Aliases) {
+				if _, err := tx.Exec(ctx, `DELETE FROM kmsring_aliases WHERE key_id = $1`, rec.KeyID); err != nil {
+					return err
+				}
+				if err := putAliases(ctx, tx, rec); err != nil {
+					return err
+				}
+			}
+			if err := putVersions(ctx, tx, rec.KeyID, versions); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, rec.KeyID)
+			return err
+		})
+	})
+	if err != nil {
+		return store.Record{}, wrap("update", err)
+	}
+	rec.Revision++
+	rec.Aliases = slices.Clone(rec.Aliases)
+	rec.Data = slices.Clone(rec.Data)
+	return rec, nil
+}
+
+// List implements [store.Store].
+func (s *Store) List(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := s.run(ctx, true, func() error {
+		rows, err := s.pool.Query(ctx, `SELECT key_id FROM kmsring_keys ORDER BY key_id COLLATE "C"`)
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, wrap("list", err)
+	}
+	return ids, nil
+}
+
+// Notify implements [store.Notifier]: a value is sent on c, without
+// blocking, when another process (or this one) commits a change to keyID,
+// and after the listener reconnects, since notifications may have been
+// missed meanwhile.
+func (s *Store) Notify(keyID string, c chan<- struct{}) (stop func()) {
+	sb := &sub{keyID: keyID, c: c}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return func() {}
+	}
+	s.subs[sb] = struct{}{}
+	if s.listenCh == nil {
+		s.listenCh = make(chan struct{})
+		s.listenWG.Add(1)
+		go s.listen(s.listenCh)
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.subs, sb)
+	}
+}
+
+// dispatch signals the subscribers of keyID, or all if keyID is empty.
+func (s *Store) dispatch(keyID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sb := range s.subs {
+		if keyID == "" || sb.keyID == keyID {
+			select {
+			case sb.c <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// listen holds a connection in LISTEN until stop is closed, reconnecting
+// with backoff after failures.
+func (s *Store) listen(stop chan struct{}) {
+	defer s.listenWG.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("kmsring: pgstore listener lost its connection; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		conn.Conn().Close(ctx)
+		return err
+	}
+	// Changes made while the listener was down were not delivered.
+	s.dispatch("")
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			// The connection is in an unknown state; do not return it
+			// to the pool still listening.
+			conn.Conn().Close(context.Background())
+			return err
+		}
+		s.dispatch(n.Payload)
+	}
+}
