@@ -2,50 +2,16 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/kmsring/kmsring/internal/pgtest"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store/pgstore"
 	"github.com/stretchr/testify/require"
 )
-
-// pgDSN returns a DSN on a fresh schema, or skips without PostgreSQL.
-func pgDSN(b *testing.B) string {
-	dsn := os.Getenv("KMSRING_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		b.Skip("set KMSRING_TEST_POSTGRES_DSN to benchmark pgstore")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	require.NoError(b, err)
-	defer conn.Close(ctx)
-	r := make([]byte, 6)
-	rand.Read(r)
-	schema := "kmsring_bench_" + hex.EncodeToString(r)
-	_, err = conn.Exec(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(b, err)
-	b.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
-	u, err := url.Parse(dsn)
-	require.NoError(b, err)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 func openPG(b *testing.B, dsn string) *pgstore.Store {
 	st, err := pgstore.Open(context.Background(), dsn)
@@ -60,7 +26,7 @@ func openPG(b *testing.B, dsn string) *pgstore.Store {
 func BenchmarkPG(b *testing.B) {
 	ctx := context.Background()
 	rk := rootKey(b)
-	dsn := pgDSN(b)
+	dsn := pgtest.DSN(b)
 	st := openPG(b, dsn)
 	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
 	require.NoError(b, err)

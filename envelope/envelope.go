@@ -140,25 +140,38 @@ func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, ex
 	return out, &pk, nil
 }
 
-// openHeader unwraps the data key of h with k, checks the commitment and
-// returns the payload key.
+// openHeader checks the caller's encryption context against h, unwraps the
+// data key and returns the payload key.
 func openHeader(ctx context.Context, k Opener, h *format.Header, c config) (*[32]byte, error) {
 	if c.hasEC && !maps.Equal(c.ec, h.Context) {
 		return nil, ErrContextMismatch
 	}
+	dek, pk, err := unwrap(ctx, k, h)
+	if err != nil {
+		return nil, err
+	}
+	clear(dek)
+	return pk, nil
+}
+
+// unwrap decrypts the data key blob of h with k, under the header's
+// encryption context, and checks the data key against the commitment. It
+// returns the data key, which the caller clears, and the payload key.
+func unwrap(ctx context.Context, k Opener, h *format.Header) ([]byte, *[32]byte, error) {
 	dek, err := k.Decrypt(ctx, h.Blob.Marshal(), keyring.WithEncryptionContext(h.Context))
 	if err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
+		return nil, nil, fmt.Errorf("envelope: %w", err)
 	}
-	defer clear(dek)
 	if len(dek) != dekSize {
-		return nil, keyring.ErrDecrypt
+		clear(dek)
+		return nil, nil, keyring.ErrDecrypt
 	}
 	pk, commitment := deriveKeys(dek, &h.Salt)
 	if subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
-		return nil, keyring.ErrDecrypt
+		clear(dek)
+		return nil, nil, keyring.ErrDecrypt
 	}
-	return &pk, nil
+	return dek, &pk, nil
 }
 
 // segments returns the number of segments for a payload of n bytes.
@@ -244,17 +257,12 @@ func Rewrap(ctx context.Context, k *keyring.Keyring, sealed []byte) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
-	dek, err := k.Decrypt(ctx, h.Blob.Marshal(), keyring.WithEncryptionContext(h.Context))
+	dek, pk, err := unwrap(ctx, k, h)
 	if err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
+		return nil, err
 	}
 	defer clear(dek)
-	if len(dek) != dekSize {
-		return nil, keyring.ErrDecrypt
-	}
-	if _, commitment := deriveKeys(dek, &h.Salt); subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
-		return nil, keyring.ErrDecrypt
-	}
+	clear(pk[:])
 	blob, err := k.Encrypt(ctx, dek, keyring.WithEncryptionContext(h.Context))
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)

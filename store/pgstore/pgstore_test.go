@@ -2,54 +2,18 @@ package pgstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kmsring/kmsring/internal/pgtest"
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/pgstore"
 	"github.com/kmsring/kmsring/store/storetest"
 	"github.com/stretchr/testify/require"
 )
 
-// dsnEnv names the variable that points the tests at PostgreSQL. CI sets it
-// (.ci/run); without it these tests skip.
-const dsnEnv = "KMSRING_TEST_POSTGRES_DSN"
-
-// freshDSN returns a DSN whose search_path is a new, empty schema, dropped
-// when the test ends.
-func freshDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s (for example postgres://postgres@127.0.0.1:5432/test)", dsnEnv)
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err, "PostgreSQL at %s must be reachable", dsnEnv)
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "kmsring_test_" + hex.EncodeToString(b)
-	_, err = conn.Exec(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
-	u, err := url.Parse(dsn)
-	require.NoError(t, err, "%s must be a postgres:// URL", dsnEnv)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// freshDSN returns a DSN on a new, empty schema.
+func freshDSN(t testing.TB) string { return pgtest.DSN(t) }
 
 func open(t testing.TB, dsn string) *pgstore.Store {
 	t.Helper()
