@@ -55,6 +55,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -76,6 +77,7 @@ type Keyring struct {
 	root           tink.AEAD
 	clock          Clock
 	reloadInterval time.Duration
+	auditors       []Auditor
 
 	mu       sync.RWMutex
 	rec      store.Record
@@ -136,9 +138,12 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	rec := store.Record{KeyID: k.id, Aliases: slices.Clone(c.aliases), Data: k.doc.marshal()}
 	k.rec, err = c.store.Create(ctx, rec, []store.Version{{Number: 1, Data: v1.data}})
 	if err != nil {
-		return nil, fmt.Errorf("keyring: create key: %w", err)
+		return nil, k.audit(ctx, AuditEvent{Operation: OpCreateKey, Err: fmt.Errorf("keyring: create key: %w", err)})
 	}
 	k.versions = []*version{v1}
+	if err := k.audit(ctx, AuditEvent{Operation: OpCreateKey, Version: 1, Origin: OriginInitial}); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -218,6 +223,7 @@ func newKeyring(u uuid.UUID, c *config) *Keyring {
 		root:           c.rootKey,
 		clock:          c.clock,
 		reloadInterval: c.reloadInterval,
+		auditors:       c.auditors,
 	}
 }
 
@@ -233,6 +239,12 @@ func (k *Keyring) Describe(ctx context.Context) (Metadata, error) {
 	if err := k.Refresh(ctx); err != nil {
 		return Metadata{}, err
 	}
+	return k.Cached(), nil
+}
+
+// Cached returns the key's metadata as this handle last saw it, without
+// reading the store: what monitoring reads on every scrape.
+func (k *Keyring) Cached() Metadata {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	md := Metadata{
@@ -249,7 +261,7 @@ func (k *Keyring) Describe(ctx context.Context) (Metadata, error) {
 	for i, v := range k.versions {
 		md.Versions[i] = v.Version
 	}
-	return md, nil
+	return md
 }
 
 // NextRotationAt returns when automatic rotation is next due, or the zero
@@ -343,7 +355,7 @@ func (k *Keyring) decodeVersion(sv store.Version) (*version, error) {
 		return nil, fmt.Errorf("%w (key %s version %d)", err, k.id, sv.Number)
 	}
 	return &version{
-		Version: Version{Number: sv.Number, CreatedAt: d.CreatedAt, Origin: origin, State: state},
+		Version: Version{Number: sv.Number, CreatedAt: d.CreatedAt, Origin: origin, State: state, DestroyAt: d.DestroyAt},
 		data:    sv.Data,
 		wrapped: d.Material,
 	}, nil
@@ -398,6 +410,7 @@ func (v *version) marshal(wrapped []byte) []byte {
 		CreatedAt: v.CreatedAt,
 		Origin:    v.Origin.String(),
 		State:     v.State.String(),
+		DestroyAt: v.DestroyAt,
 		Material:  wrapped,
 	}
 	return mustJSON(d)
@@ -414,11 +427,19 @@ const maxAttempts = 1000
 // place and returns the versions to add or replace; it may run several
 // times. If fn returns errNoChange, mutate returns it without writing.
 func (k *Keyring) mutate(ctx context.Context, op string, fn func(doc *keyDoc, vs []*version, now time.Time) ([]*version, error)) error {
+	return k.mutateAliases(ctx, op, func(_ *[]string, doc *keyDoc, vs []*version, now time.Time) ([]*version, error) {
+		return fn(doc, vs, now)
+	})
+}
+
+// mutateAliases is mutate for a change that may also edit the aliases.
+func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases *[]string, doc *keyDoc, vs []*version, now time.Time) ([]*version, error)) error {
 	for attempt := 1; ; attempt++ {
 		k.mu.RLock()
 		rec, doc, vs := k.rec, k.doc, k.versions
 		k.mu.RUnlock()
-		put, err := fn(&doc, vs, k.now())
+		rec.Aliases = slices.Clone(rec.Aliases)
+		put, err := fn(&rec.Aliases, &doc, vs, k.now())
 		if err != nil {
 			return err
 		}
@@ -585,14 +606,23 @@ func (k *Keyring) seal(v *version, plaintext []byte, ec map[string]string) ([]by
 // WithKeySpec(AES128)) and its blob under the current version, or the
 // version WithVersion names. Call DataKey.Destroy when done with it.
 func (k *Keyring) GenerateDataKey(ctx context.Context, opts ...OpOption) (*DataKey, error) {
+	return k.generateDataKey(ctx, OpGenerateDataKey, opts)
+}
+
+func (k *Keyring) generateDataKey(ctx context.Context, op Operation, opts []OpOption) (*DataKey, error) {
 	c := newOpConfig(opts)
 	v, err := k.encryptingVersion(ctx, c.version)
 	if err != nil {
-		return nil, err
+		return nil, k.audit(ctx, AuditEvent{Operation: op, Version: c.version, EncryptionContext: c.ec, Err: err})
 	}
 	dk := &DataKey{KeyID: k.id, Version: v.Number, Plaintext: randomBytes(c.spec.size())}
-	if dk.Ciphertext, err = k.seal(v, dk.Plaintext, c.ec); err != nil {
+	dk.Ciphertext, err = k.seal(v, dk.Plaintext, c.ec)
+	if err = k.audit(ctx, AuditEvent{Operation: op, Version: v.Number, EncryptionContext: c.ec, Err: err}); err != nil {
+		dk.Destroy()
 		return nil, err
+	}
+	if op == OpGenerateDataKeyWithoutPlaintext {
+		dk.Destroy()
 	}
 	return dk, nil
 }
@@ -600,12 +630,7 @@ func (k *Keyring) GenerateDataKey(ctx context.Context, opts ...OpOption) (*DataK
 // GenerateDataKeyWithoutPlaintext is GenerateDataKey for a caller that will
 // only store the blob and decrypt it later; Plaintext is nil.
 func (k *Keyring) GenerateDataKeyWithoutPlaintext(ctx context.Context, opts ...OpOption) (*DataKey, error) {
-	dk, err := k.GenerateDataKey(ctx, opts...)
-	if err != nil {
-		return nil, err
-	}
-	dk.Destroy()
-	return dk, nil
+	return k.generateDataKey(ctx, OpGenerateDataKeyWithoutPlaintext, opts)
 }
 
 // Encrypt wraps a small plaintext (1 to 4096 bytes, like AWS KMS Encrypt)
@@ -614,14 +639,19 @@ func (k *Keyring) GenerateDataKeyWithoutPlaintext(ctx context.Context, opts ...O
 // belongs in an envelope (package envelope).
 func (k *Keyring) Encrypt(ctx context.Context, plaintext []byte, opts ...OpOption) ([]byte, error) {
 	if len(plaintext) == 0 || len(plaintext) > format.MaxBlobPlaintext {
-		return nil, fmt.Errorf("%w: plaintext of %d bytes (want 1 to %d)", ErrInvalidArgument, len(plaintext), format.MaxBlobPlaintext)
+		err := fmt.Errorf("%w: plaintext of %d bytes (want 1 to %d)", ErrInvalidArgument, len(plaintext), format.MaxBlobPlaintext)
+		return nil, k.audit(ctx, AuditEvent{Operation: OpEncrypt, Err: err})
 	}
 	c := newOpConfig(opts)
 	v, err := k.encryptingVersion(ctx, c.version)
 	if err != nil {
+		return nil, k.audit(ctx, AuditEvent{Operation: OpEncrypt, Version: c.version, EncryptionContext: c.ec, Err: err})
+	}
+	blob, err := k.seal(v, plaintext, c.ec)
+	if err = k.audit(ctx, AuditEvent{Operation: OpEncrypt, Version: v.Number, EncryptionContext: c.ec, Err: err}); err != nil {
 		return nil, err
 	}
-	return k.seal(v, plaintext, c.ec)
+	return blob, nil
 }
 
 // Decrypt returns the plaintext of a blob from GenerateDataKey or Encrypt,
@@ -632,10 +662,25 @@ func (k *Keyring) Encrypt(ctx context.Context, plaintext []byte, opts ...OpOptio
 // every authentication failure, a wrong context included.
 func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
 	c := newOpConfig(opts)
-	return k.open(ctx, blob, c.ec)
+	pt, n, err := k.open(ctx, blob, c.ec)
+	if err = k.audit(ctx, AuditEvent{Operation: OpDecrypt, Version: n, EncryptionContext: c.ec, Err: err}); err != nil {
+		clear(pt)
+		return nil, err
+	}
+	return pt, nil
 }
 
-func (k *Keyring) open(ctx context.Context, blob []byte, ec map[string]string) ([]byte, error) {
+// open decrypts blob and returns its plaintext and the version it named.
+func (k *Keyring) open(ctx context.Context, blob []byte, ec map[string]string) ([]byte, uint32, error) {
+	pt, err := k.openBlob(ctx, blob, ec)
+	var n uint32
+	if len(blob) >= format.BlobHeaderSize {
+		n = binary.BigEndian.Uint32(blob[1+format.KeyIDSize:])
+	}
+	return pt, n, err
+}
+
+func (k *Keyring) openBlob(ctx context.Context, blob []byte, ec map[string]string) ([]byte, error) {
 	bl, err := format.ParseBlob(blob)
 	if err != nil {
 		return nil, err
@@ -672,20 +717,24 @@ func (k *Keyring) open(ctx context.Context, blob []byte, ec map[string]string) (
 // source context unless WithDestinationEncryptionContext names another.
 func (k *Keyring) ReEncrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
 	c := newOpConfig(opts)
-	pt, err := k.open(ctx, blob, c.ec)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pt)
-	v, err := k.encryptingVersion(ctx, c.version)
-	if err != nil {
-		return nil, err
-	}
 	ec := c.ec
 	if c.hasDestEC {
 		ec = c.destEC
 	}
-	return k.seal(v, pt, ec)
+	pt, from, err := k.open(ctx, blob, c.ec)
+	if err != nil {
+		return nil, k.audit(ctx, AuditEvent{Operation: OpReEncrypt, PreviousVersion: from, EncryptionContext: ec, Err: err})
+	}
+	defer clear(pt)
+	v, err := k.encryptingVersion(ctx, c.version)
+	if err != nil {
+		return nil, k.audit(ctx, AuditEvent{Operation: OpReEncrypt, PreviousVersion: from, Version: c.version, EncryptionContext: ec, Err: err})
+	}
+	out, err := k.seal(v, pt, ec)
+	if err = k.audit(ctx, AuditEvent{Operation: OpReEncrypt, PreviousVersion: from, Version: v.Number, EncryptionContext: ec, Err: err}); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ParseCiphertext returns the key ID and version named by a data key blob

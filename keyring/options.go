@@ -19,6 +19,7 @@ type config struct {
 	period         time.Duration
 	aliases        []string
 	reloadInterval time.Duration
+	auditors       []Auditor
 	// creationOnly names the creation-only options given; Load rejects them.
 	creationOnly []string
 	errs         []error

@@ -29,6 +29,9 @@ type versionDoc struct {
 	CreatedAt time.Time `json:"created_at"`
 	Origin    string    `json:"origin"`
 	State     string    `json:"state"`
+	// DestroyAt is when a version pending destruction will be destroyed,
+	// or when a destroyed version was.
+	DestroyAt time.Time `json:"destroy_at,omitzero"`
 	// Material is the version's key material wrapped under the root key
 	// (associated data: materialAD); empty once destroyed.
 	Material []byte `json:"material,omitempty"`

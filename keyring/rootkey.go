@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/kmsring/kmsring/store"
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -278,16 +279,26 @@ func (l rootKeyList) Decrypt(ciphertext, associatedData []byte) ([]byte, error) 
 // error can simply be repeated. Each key is rewritten in one
 // compare-and-swap update, retried on conflict. Processes that hold keyrings
 // on st should run with RootKeys(to, from) until it completes. It returns
-// how many versions it rewrapped.
-func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD) (int, error) {
+// how many versions it rewrapped, and sends each auditor one
+// OpRotateRootKey event per key it rewrapped (Version is the newest version
+// rewrapped).
+func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD, auditors ...Auditor) (int, error) {
 	ids, err := st.List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("keyring: rotate root key: %w", err)
 	}
 	total := 0
 	for _, id := range ids {
-		n, err := rewrapKey(ctx, st, id, from, to)
+		n, last, err := rewrapKey(ctx, st, id, from, to)
 		total += n
+		if n > 0 || err != nil {
+			e := AuditEvent{Time: time.Now().UTC(), Operation: OpRotateRootKey, KeyID: id, Version: last, Err: err}
+			for _, a := range auditors {
+				if aerr := a.Audit(ctx, e); aerr != nil && err == nil {
+					err = fmt.Errorf("%w: %s: %w", ErrAudit, OpRotateRootKey, aerr)
+				}
+			}
+		}
 		if err != nil {
 			return total, err
 		}
@@ -295,29 +306,31 @@ func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD) (int
 	return total, nil
 }
 
-func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEAD) (int, error) {
+// rewrapKey rewraps the versions of key id and returns how many it
+// rewrapped and the newest of them.
+func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEAD) (n int, last uint32, err error) {
 	for attempt := 1; ; attempt++ {
 		rec, err := st.Get(ctx, id)
 		if err != nil {
-			return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
 		}
 		doc, err := parseKeyDoc(rec.Data)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		k, err := keyIDBytes(id)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		svs, err := st.Versions(ctx, id, 0)
 		if err != nil {
-			return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
 		}
 		var put []store.Version
 		for _, sv := range svs {
 			d, _, _, err := parseVersionDoc(sv.Data)
 			if err != nil {
-				return 0, fmt.Errorf("%w (key %s version %d)", err, id, sv.Number)
+				return 0, 0, fmt.Errorf("%w (key %s version %d)", err, id, sv.Number)
 			}
 			if len(d.Material) == 0 {
 				continue
@@ -329,17 +342,17 @@ func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEA
 			}
 			m, err := from.Decrypt(d.Material, ad)
 			if err != nil {
-				return 0, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, sv.Number)
+				return 0, 0, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, sv.Number)
 			}
 			d.Material, err = to.Encrypt(m, ad)
 			clear(m)
 			if err != nil {
-				return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+				return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
 			}
 			put = append(put, store.Version{Number: sv.Number, Data: mustJSON(d)})
 		}
 		if len(put) == 0 {
-			return 0, nil
+			return 0, 0, nil
 		}
 		doc.StateChanges++
 		rec.Data = doc.marshal()
@@ -348,9 +361,9 @@ func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEA
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
 		}
-		return len(put), nil
+		return len(put), put[len(put)-1].Number, nil
 	}
 }
 

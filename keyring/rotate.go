@@ -16,6 +16,9 @@ import (
 func (k *Keyring) Rotate(ctx context.Context) (Version, error) {
 	v, err := k.rotate(ctx, OriginOnDemand)
 	if err != nil {
+		return Version{}, k.audit(ctx, AuditEvent{Operation: OpRotateKey, Origin: OriginOnDemand, Err: err})
+	}
+	if err := k.audit(ctx, AuditEvent{Operation: OpRotateKey, Origin: OriginOnDemand, Version: v.Number, PreviousVersion: v.Number - 1}); err != nil {
 		return Version{}, err
 	}
 	return v.Version, nil
@@ -37,7 +40,10 @@ func (k *Keyring) RotateIfDue(ctx context.Context) (Version, bool, error) {
 		return cur, false, nil
 	}
 	if err != nil {
-		return Version{}, false, err
+		return Version{}, false, k.audit(ctx, AuditEvent{Operation: OpRotateKey, Origin: OriginAutomatic, Err: err})
+	}
+	if err := k.audit(ctx, AuditEvent{Operation: OpRotateKey, Origin: OriginAutomatic, Version: v.Number, PreviousVersion: v.Number - 1}); err != nil {
+		return v.Version, true, err
 	}
 	return v.Version, true, nil
 }
@@ -76,21 +82,24 @@ func (k *Keyring) rotate(ctx context.Context, origin Origin) (*version, error) {
 // allows 90 to 2560 days.
 func (k *Keyring) EnableRotation(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
-		return fmt.Errorf("%w: rotation period must be positive, not %v", ErrInvalidArgument, d)
+		err := fmt.Errorf("%w: rotation period must be positive, not %v", ErrInvalidArgument, d)
+		return k.audit(ctx, AuditEvent{Operation: OpEnableKeyRotation, Err: err})
 	}
-	return k.mutate(ctx, "enable rotation", func(doc *keyDoc, _ []*version, now time.Time) ([]*version, error) {
+	err := k.mutate(ctx, "enable rotation", func(doc *keyDoc, _ []*version, now time.Time) ([]*version, error) {
 		doc.RotationPeriod = d
 		doc.NextRotationAt = now.Add(d)
 		return nil, nil
 	})
+	return k.audit(ctx, AuditEvent{Operation: OpEnableKeyRotation, Err: err})
 }
 
 // DisableRotation turns off automatic rotation; the period and next rotation
 // time read zero afterwards, and the key is never overdue.
 func (k *Keyring) DisableRotation(ctx context.Context) error {
-	return k.mutate(ctx, "disable rotation", func(doc *keyDoc, _ []*version, _ time.Time) ([]*version, error) {
+	err := k.mutate(ctx, "disable rotation", func(doc *keyDoc, _ []*version, _ time.Time) ([]*version, error) {
 		doc.RotationPeriod = 0
 		doc.NextRotationAt = time.Time{}
 		return nil, nil
 	})
+	return k.audit(ctx, AuditEvent{Operation: OpDisableKeyRotation, Err: err})
 }

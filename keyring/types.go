@@ -74,6 +74,9 @@ type Version struct {
 	CreatedAt time.Time
 	Origin    Origin
 	State     VersionState
+	// DestroyAt is when a version pending destruction will be destroyed,
+	// or when a destroyed version was; zero otherwise.
+	DestroyAt time.Time
 }
 
 // Metadata describes a key, as Describe returns it.

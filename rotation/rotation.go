@@ -72,6 +72,14 @@ func WithLogger(l *slog.Logger) Option { return func(s *Scheduler) { s.log = l }
 // rotation it carries out. It should return quickly.
 func WithOnRotate(f func(Event)) Option { return func(s *Scheduler) { s.onRotate = f } }
 
+// WithOverdue makes every pass check each key with Overdue(grace) and call
+// f, from the pass's goroutine, once for each due time a key is overdue
+// past. (The keys' cached metadata is used; Run refreshes it at the refresh
+// interval.)
+func WithOverdue(grace time.Duration, f func(keyring.Metadata)) Option {
+	return func(s *Scheduler) { s.overdueGrace, s.onOverdue = grace, f }
+}
+
 // WithOnError sets a function Run calls, from its own goroutine, for every
 // failed pass (the error joins one error per failed key). Run retries
 // failed keys with a backoff of up to the refresh interval.
@@ -85,6 +93,10 @@ type Scheduler struct {
 	log      *slog.Logger
 	onRotate func(Event)
 	onError  func(error)
+
+	overdueGrace time.Duration
+	onOverdue    func(keyring.Metadata)
+	reported     map[string]time.Time // key ID -> the due time reported overdue
 
 	wake chan struct{} // buffered; a schedule changed in this process
 
@@ -152,9 +164,10 @@ func (s *Scheduler) snapshot() []*keyring.Keyring {
 }
 
 // RunOnce rotates every key that is due at its keyring clock's current
-// time. It returns an event for each rotation it carried out and the
-// errors.Join of the failures; a failure on one key does not stop the
-// others.
+// time and destroys every version whose scheduled destruction is due
+// (keyring.Keyring.DestroyDueVersions). It returns an event for each
+// rotation it carried out and the errors.Join of the failures; a failure on
+// one key does not stop the others.
 func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
 	var events []Event
 	var errs []error
@@ -162,13 +175,42 @@ func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
 		v, rotated, err := k.RotateIfDue(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rotation: key %s: %w", k.ID(), err))
-			continue
-		}
-		if rotated {
+		} else if rotated {
 			events = append(events, Event{KeyID: k.ID(), Version: v.Number, Previous: v.Number - 1, At: v.CreatedAt, Origin: v.Origin})
 		}
+		if !k.NextDestructionAt().IsZero() {
+			destroyed, err := k.DestroyDueVersions(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rotation: key %s: destroying versions: %w", k.ID(), err))
+			}
+			for _, d := range destroyed {
+				s.log.Info("kmsring: key version destroyed", "key_id", k.ID(), "version", d.Number)
+			}
+		}
+		s.checkOverdue(k)
 	}
 	return events, errors.Join(errs...)
+}
+
+func (s *Scheduler) checkOverdue(k *keyring.Keyring) {
+	if s.onOverdue == nil {
+		return
+	}
+	md := k.Cached()
+	if !Overdue(md, s.clock.Now(), s.overdueGrace) {
+		return
+	}
+	s.mu.Lock()
+	if s.reported == nil {
+		s.reported = make(map[string]time.Time)
+	}
+	already := s.reported[md.KeyID].Equal(md.NextRotationAt)
+	s.reported[md.KeyID] = md.NextRotationAt
+	s.mu.Unlock()
+	if !already {
+		s.log.Warn("kmsring: key rotation overdue", "key_id", md.KeyID, "next_rotation_at", md.NextRotationAt)
+		s.onOverdue(md)
+	}
 }
 
 // Run rotates keys as they fall due until ctx ends, then returns ctx.Err().
@@ -219,6 +261,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		now := s.clock.Now()
 		for _, k := range s.snapshot() {
 			if next := k.NextRotationAt(); !next.IsZero() {
+				wait = min(wait, next.Sub(now))
+			}
+			if next := k.NextDestructionAt(); !next.IsZero() {
 				wait = min(wait, next.Sub(now))
 			}
 		}

@@ -230,3 +230,48 @@ func TestOverdue(t *testing.T) {
 	md.RotationEnabled, md.NextRotationAt = false, time.Time{}
 	assert.False(t, rotation.Overdue(md, next.Add(100*365*day), grace), "disabled is never overdue")
 }
+
+func TestSchedulerDestroysAndReportsOverdue(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
+	k, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithRotationPeriod(365*day))
+	require.NoError(t, err)
+	blob, err := k.Encrypt(ctx, []byte("x"))
+	require.NoError(t, err)
+	_, err = k.Rotate(ctx)
+	require.NoError(t, err)
+	_, err = k.ScheduleVersionDestruction(ctx, 1, 7*day)
+	require.NoError(t, err)
+
+	var overdue []keyring.Metadata
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet),
+		rotation.WithOverdue(35*day, func(md keyring.Metadata) { overdue = append(overdue, md) }))
+	s.Add(k)
+	clk.Advance(7 * day)
+	_, err = s.RunOnce(ctx)
+	require.NoError(t, err)
+	_, err = k.Decrypt(ctx, blob)
+	assert.ErrorIs(t, err, keyring.ErrVersionDestroyed, "the scheduler carried out the due destruction")
+
+	// A key whose rotations fail (its store is down) goes overdue: the
+	// scheduler reports it once per missed due time, not on every pass.
+	st := &failingStore{Store: memstore.New()}
+	failing, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithClock(clk), keyring.WithRotationPeriod(365*day))
+	require.NoError(t, err)
+	s.Add(failing)
+	st.mu.Lock()
+	st.fail = true
+	st.mu.Unlock()
+	clk.Advance(400 * day)
+	_, err = s.RunOnce(ctx)
+	require.ErrorIs(t, err, errDown)
+	assert.Empty(t, overdue, "exactly 400 days is not overdue")
+	clk.Advance(day)
+	for range 3 {
+		_, err = s.RunOnce(ctx)
+		require.ErrorIs(t, err, errDown)
+	}
+	require.Len(t, overdue, 1, "reported once")
+	assert.Equal(t, failing.ID(), overdue[0].KeyID)
+	assert.False(t, rotation.Overdue(k.Cached(), clk.Now(), 35*day), "the healthy key was rotated, not overdue")
+}
