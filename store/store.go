@@ -27,6 +27,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Errors returned by every Store. Backends wrap them with context; callers
@@ -113,4 +114,52 @@ type Notifier interface {
 	// whenever keyID may have changed, including when notifications may
 	// have been missed. Call stop to end the notifications.
 	Notify(keyID string, c chan<- struct{}) (stop func())
+}
+
+// AuditEntry is one stored audit record. The store keeps Data opaque; the
+// other fields are copies of what Data says, kept for queries.
+type AuditEntry struct {
+	// Seq numbers entries 1, 2, 3, ... without gaps.
+	Seq       uint64
+	Time      time.Time
+	KeyID     string
+	Operation string
+	Data      []byte
+}
+
+// AuditQuery selects audit entries. Zero fields match everything.
+type AuditQuery struct {
+	// After selects entries with Seq > After: pass the last Seq of a page
+	// to get the next.
+	After uint64
+	// Limit caps the number of entries returned; <= 0 means no cap.
+	Limit     int
+	KeyID     string
+	Operation string
+	// Since (inclusive) and Until (exclusive) bound Time. Stores may keep
+	// Time to the microsecond only.
+	Since, Until time.Time
+}
+
+// AuditLog is implemented by stores that keep an audit log (package audit
+// writes it; its hash chain makes tampering detectable). Appends from many
+// processes are serialized by the sequence numbers.
+type AuditLog interface {
+	// AppendAudit stores entries, whose Seq numbers must run on from the
+	// last stored entry (from 1 in an empty log) without gaps; otherwise
+	// it fails with ErrConflict and writes nothing.
+	AppendAudit(ctx context.Context, entries []AuditEntry) error
+	// LastAudit returns the entry with the highest Seq, or ErrNotFound.
+	LastAudit(ctx context.Context) (AuditEntry, error)
+	// ReadAudit returns the entries q selects in ascending Seq order.
+	ReadAudit(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+}
+
+// Match reports whether e satisfies q's filters (not After or Limit); for
+// backends that filter in Go.
+func (q AuditQuery) Match(e AuditEntry) bool {
+	return (q.KeyID == "" || e.KeyID == q.KeyID) &&
+		(q.Operation == "" || e.Operation == q.Operation) &&
+		(q.Since.IsZero() || !e.Time.Before(q.Since)) &&
+		(q.Until.IsZero() || e.Time.Before(q.Until))
 }

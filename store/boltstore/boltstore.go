@@ -36,7 +36,10 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.AuditLog = (*Store)(nil)
+)
 
 var (
 	// ErrLocked reports that another process holds the file.
@@ -60,6 +63,7 @@ var (
 	bucketKeys     = []byte("keys")
 	bucketAliases  = []byte("aliases")
 	bucketVersions = []byte("versions")
+	bucketAudit    = []byte("audit") // {uint64 seq: auditDoc}
 	keyLayout      = []byte("layout")
 	keyCount       = []byte("keys") // uint64 number of keys, checked by Open
 )
@@ -157,7 +161,7 @@ func prepare(db *bolt.DB, path string) (err error) {
 		if n := binary.BigEndian.Uint32(v); n != layoutVersion {
 			return fmt.Errorf("%w: %s has layout %d, this release reads %d", ErrLayoutVersion, path, n, layoutVersion)
 		}
-		for _, b := range [][]byte{bucketKeys, bucketAliases, bucketVersions} {
+		for _, b := range [][]byte{bucketKeys, bucketAliases, bucketVersions, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -449,4 +453,81 @@ func (s *Store) List(ctx context.Context) (ids []string, err error) {
 		})
 	})
 	return ids, err
+}
+
+type auditDoc struct {
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"key_id"`
+	Operation string    `json:"operation"`
+	Data      []byte    `json:"data"`
+}
+
+func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func decodeAudit(k, v []byte) (store.AuditEntry, error) {
+	var d auditDoc
+	if len(k) != 8 || json.Unmarshal(v, &d) != nil {
+		return store.AuditEntry{}, fmt.Errorf("%w: audit entry %x", ErrCorrupt, k)
+	}
+	return store.AuditEntry{Seq: binary.BigEndian.Uint64(k), Time: d.Time, KeyID: d.KeyID, Operation: d.Operation, Data: d.Data}, nil
+}
+
+// AppendAudit implements [store.AuditLog].
+func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
+	return s.do(ctx, true, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAudit)
+		var last uint64
+		if k, _ := b.Cursor().Last(); k != nil {
+			last = binary.BigEndian.Uint64(k)
+		}
+		for i, e := range entries {
+			if want := last + uint64(i) + 1; e.Seq != want {
+				return fmt.Errorf("boltstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
+			}
+			v, err := json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
+			if err != nil {
+				return err
+			}
+			if err := b.Put(seqKey(e.Seq), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LastAudit implements [store.AuditLog].
+func (s *Store) LastAudit(ctx context.Context) (e store.AuditEntry, err error) {
+	err = s.do(ctx, false, func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketAudit).Cursor().Last()
+		if k == nil {
+			return fmt.Errorf("boltstore: audit log is empty: %w", store.ErrNotFound)
+		}
+		e, err = decodeAudit(k, v)
+		return err
+	})
+	return e, err
+}
+
+// ReadAudit implements [store.AuditLog]. Filters other than After are
+// applied by scanning.
+func (s *Store) ReadAudit(ctx context.Context, q store.AuditQuery) (out []store.AuditEntry, err error) {
+	err = s.do(ctx, false, func(tx *bolt.Tx) error {
+		out = nil
+		c := tx.Bucket(bucketAudit).Cursor()
+		for k, v := c.Seek(seqKey(q.After + 1)); k != nil; k, v = c.Next() {
+			if q.Limit > 0 && len(out) == q.Limit {
+				break
+			}
+			e, err := decodeAudit(k, v)
+			if err != nil {
+				return err
+			}
+			if q.Match(e) {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	return out, err
 }

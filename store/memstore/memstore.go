@@ -15,7 +15,10 @@ import (
 	"github.com/kmsring/kmsring/store"
 )
 
-var _ store.Volatile = (*Store)(nil)
+var (
+	_ store.Volatile = (*Store)(nil)
+	_ store.AuditLog = (*Store)(nil)
+)
 
 // Store is an in-memory store. The zero value is not usable; call New.
 type Store struct {
@@ -25,6 +28,7 @@ type Store struct {
 	// versions holds each key's versions indexed by number-1; numbers are
 	// dense in practice but the store does not rely on it.
 	versions map[string]map[uint32][]byte
+	audit    []store.AuditEntry
 }
 
 // New returns an empty store.
@@ -175,4 +179,58 @@ func clone(r store.Record) store.Record {
 	r.Aliases = slices.Clone(r.Aliases)
 	r.Data = slices.Clone(r.Data)
 	return r
+}
+
+// AppendAudit implements [store.AuditLog].
+func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, e := range entries {
+		if want := uint64(len(s.audit) + i + 1); e.Seq != want {
+			return fmt.Errorf("memstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
+		}
+	}
+	for _, e := range entries {
+		e.Data = slices.Clone(e.Data)
+		s.audit = append(s.audit, e)
+	}
+	return nil
+}
+
+// LastAudit implements [store.AuditLog].
+func (s *Store) LastAudit(ctx context.Context) (store.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return store.AuditEntry{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.audit) == 0 {
+		return store.AuditEntry{}, fmt.Errorf("memstore: audit log is empty: %w", store.ErrNotFound)
+	}
+	e := s.audit[len(s.audit)-1]
+	e.Data = slices.Clone(e.Data)
+	return e, nil
+}
+
+// ReadAudit implements [store.AuditLog].
+func (s *Store) ReadAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []store.AuditEntry
+	for _, e := range s.audit[min(q.After, uint64(len(s.audit))):] {
+		if q.Limit > 0 && len(out) == q.Limit {
+			break
+		}
+		if q.Match(e) {
+			e.Data = slices.Clone(e.Data)
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }

@@ -52,6 +52,7 @@ import (
 var (
 	_ store.Store    = (*Store)(nil)
 	_ store.Notifier = (*Store)(nil)
+	_ store.AuditLog = (*Store)(nil)
 )
 
 // ErrSchemaVersion reports a database whose kmsring schema is newer than
@@ -531,4 +532,104 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		}
 		s.dispatch(n.Payload)
 	}
+}
+
+// AppendAudit implements [store.AuditLog]. Replicas appending at once
+// collide on the sequence number's primary key; all but one get
+// store.ErrConflict.
+func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
+	if len(entries) == 0 {
+		return s.check(ctx)
+	}
+	err := s.run(ctx, false, func() error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var last int64
+			if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM kmsring_audit`).Scan(&last); err != nil {
+				return err
+			}
+			for i, e := range entries {
+				if want := uint64(last) + uint64(i) + 1; e.Seq != want {
+					return fmt.Errorf("pgstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
+				}
+			}
+			rows := make([][]any, len(entries))
+			for i, e := range entries {
+				rows[i] = []any{int64(e.Seq), e.Time, e.KeyID, e.Operation, e.Data}
+			}
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"kmsring_audit"}, []string{"seq", "time", "key_id", "operation", "data"}, pgx.CopyFromRows(rows))
+			if isUniqueViolation(err) {
+				return fmt.Errorf("pgstore: audit entry %d was appended by another process: %w", entries[0].Seq, store.ErrConflict)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return wrap("append audit", err)
+	}
+	return nil
+}
+
+// LastAudit implements [store.AuditLog].
+func (s *Store) LastAudit(ctx context.Context) (store.AuditEntry, error) {
+	var e store.AuditEntry
+	err := s.run(ctx, true, func() error {
+		var seq int64
+		err := s.pool.QueryRow(ctx, `SELECT seq, time, key_id, operation, data FROM kmsring_audit ORDER BY seq DESC LIMIT 1`).
+			Scan(&seq, &e.Time, &e.KeyID, &e.Operation, &e.Data)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("pgstore: audit log is empty: %w", store.ErrNotFound)
+		}
+		e.Seq = uint64(seq)
+		return err
+	})
+	if err != nil {
+		return store.AuditEntry{}, wrap("last audit", err)
+	}
+	e.Time = e.Time.UTC()
+	return e, nil
+}
+
+// ReadAudit implements [store.AuditLog].
+func (s *Store) ReadAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEntry, error) {
+	var out []store.AuditEntry
+	err := s.run(ctx, true, func() error {
+		sql := `SELECT seq, time, key_id, operation, data FROM kmsring_audit WHERE seq > $1`
+		args := []any{int64(q.After)}
+		add := func(cond string, v any) {
+			args = append(args, v)
+			sql += fmt.Sprintf(" AND "+cond, len(args))
+		}
+		if q.KeyID != "" {
+			add("key_id = $%d", q.KeyID)
+		}
+		if q.Operation != "" {
+			add("operation = $%d", q.Operation)
+		}
+		if !q.Since.IsZero() {
+			add("time >= $%d", q.Since)
+		}
+		if !q.Until.IsZero() {
+			add("time < $%d", q.Until)
+		}
+		sql += " ORDER BY seq"
+		if q.Limit > 0 {
+			sql += " LIMIT " + strconv.Itoa(q.Limit)
+		}
+		rows, err := s.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.AuditEntry, error) {
+			var e store.AuditEntry
+			var seq int64
+			err := row.Scan(&seq, &e.Time, &e.KeyID, &e.Operation, &e.Data)
+			e.Seq, e.Time = uint64(seq), e.Time.UTC()
+			return e, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, wrap("read audit", err)
+	}
+	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kmsring/kmsring/store"
 	"github.com/stretchr/testify/assert"
@@ -41,6 +42,9 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		{"ConcurrentUpdatesOneWinner", testConcurrentUpdates},
 		{"CancelledContext", testCancelled},
 		{"Close", testClose},
+		{"AuditAppendRead", testAuditAppendRead},
+		{"AuditSequence", testAuditSequence},
+		{"AuditConcurrentAppends", testAuditConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -257,4 +261,96 @@ func testClose(t *testing.T, st store.Store) {
 	require.NoError(t, c.Close())
 	_, err = st.Get(ctx, keyA)
 	assert.ErrorIs(t, err, store.ErrClosed, "use after Close")
+}
+
+// auditLog returns st as a store.AuditLog or skips the test.
+func auditLog(t *testing.T, st store.Store) store.AuditLog {
+	al, ok := st.(store.AuditLog)
+	if !ok {
+		t.Skip("store keeps no audit log")
+	}
+	return al
+}
+
+var auditEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func entry(seq uint64, key, op string) store.AuditEntry {
+	return store.AuditEntry{
+		Seq: seq, Time: auditEpoch.Add(time.Duration(seq) * time.Minute), KeyID: key, Operation: op,
+		Data: []byte(fmt.Sprintf(`{"seq":%d}`, seq)),
+	}
+}
+
+func testAuditAppendRead(t *testing.T, st store.Store) {
+	al := auditLog(t, st)
+	ctx := t.Context()
+	_, err := al.LastAudit(ctx)
+	assert.ErrorIs(t, err, store.ErrNotFound, "empty log")
+	all := []store.AuditEntry{
+		entry(1, keyA, "GenerateDataKey"), entry(2, keyB, "Decrypt"), entry(3, keyA, "Decrypt"),
+		entry(4, keyA, "RotateKey"), entry(5, keyB, "GenerateDataKey"),
+	}
+	require.NoError(t, al.AppendAudit(ctx, all[:2]))
+	require.NoError(t, al.AppendAudit(ctx, all[2:]))
+	last, err := al.LastAudit(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, all[4], last)
+
+	got, err := al.ReadAudit(ctx, store.AuditQuery{})
+	require.NoError(t, err)
+	assert.Equal(t, all, got, "everything, in order, times kept")
+	got, err = al.ReadAudit(ctx, store.AuditQuery{After: 1, Limit: 2})
+	require.NoError(t, err)
+	assert.Equal(t, all[1:3], got, "a page")
+	got, err = al.ReadAudit(ctx, store.AuditQuery{KeyID: keyA})
+	require.NoError(t, err)
+	assert.Equal(t, []store.AuditEntry{all[0], all[2], all[3]}, got, "by key")
+	got, err = al.ReadAudit(ctx, store.AuditQuery{KeyID: keyA, Operation: "Decrypt"})
+	require.NoError(t, err)
+	assert.Equal(t, []store.AuditEntry{all[2]}, got, "by key and operation")
+	got, err = al.ReadAudit(ctx, store.AuditQuery{Since: all[1].Time, Until: all[3].Time})
+	require.NoError(t, err)
+	assert.Equal(t, all[1:3], got, "by time range, since inclusive, until exclusive")
+	got, err = al.ReadAudit(ctx, store.AuditQuery{After: 5})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+}
+
+func testAuditSequence(t *testing.T, st store.Store) {
+	al := auditLog(t, st)
+	ctx := t.Context()
+	assert.ErrorIs(t, al.AppendAudit(ctx, []store.AuditEntry{entry(2, keyA, "x")}), store.ErrConflict, "must start at 1")
+	require.NoError(t, al.AppendAudit(ctx, []store.AuditEntry{entry(1, keyA, "x")}))
+	assert.ErrorIs(t, al.AppendAudit(ctx, []store.AuditEntry{entry(1, keyA, "x")}), store.ErrConflict, "seq taken")
+	assert.ErrorIs(t, al.AppendAudit(ctx, []store.AuditEntry{entry(2, keyA, "x"), entry(4, keyA, "x")}), store.ErrConflict, "gap")
+	got, err := al.ReadAudit(ctx, store.AuditQuery{})
+	require.NoError(t, err)
+	assert.Len(t, got, 1, "a refused append writes nothing")
+}
+
+func testAuditConcurrent(t *testing.T, st store.Store) {
+	al := auditLog(t, st)
+	ctx := t.Context()
+	const writers = 8
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range writers {
+		wg.Go(func() {
+			<-start
+			err := al.AppendAudit(ctx, []store.AuditEntry{entry(1, fmt.Sprint(i), "x"), entry(2, fmt.Sprint(i), "x")})
+			if err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("append: %v", err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, int32(1), wins.Load(), "exactly one appender gets seq 1")
+	got, err := al.ReadAudit(ctx, store.AuditQuery{})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, got[0].KeyID, got[1].KeyID, "the winner's batch is whole")
 }
