@@ -48,6 +48,9 @@ type AuditEvent struct {
 	Origin Origin
 	// Alias is set for alias changes.
 	Alias string
+	// DestroyAt is set when a version's destruction is scheduled (when it
+	// will happen) or carried out (when it did).
+	DestroyAt time.Time
 	// EncryptionContext is the context the operation was given. An
 	// Auditor must not modify it.
 	EncryptionContext map[string]string

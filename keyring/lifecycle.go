@@ -45,7 +45,7 @@ func (k *Keyring) changeVersion(ctx context.Context, op Operation, n uint32, fn 
 	if err == errNoChange {
 		err = nil
 	}
-	return out, k.audit(ctx, AuditEvent{Operation: op, Version: n, Err: err})
+	return out, k.audit(ctx, AuditEvent{Operation: op, Version: n, DestroyAt: out.DestroyAt, Err: err})
 }
 
 func (k *Keyring) stateError(v *version, want string) error {
@@ -160,7 +160,7 @@ func (k *Keyring) DestroyDueVersions(ctx context.Context) ([]Version, error) {
 		return nil, k.audit(ctx, AuditEvent{Operation: OpDestroyVersion, Err: err})
 	}
 	for _, v := range destroyed {
-		if aerr := k.audit(ctx, AuditEvent{Operation: OpDestroyVersion, Version: v.Number}); aerr != nil {
+		if aerr := k.audit(ctx, AuditEvent{Operation: OpDestroyVersion, Version: v.Number, DestroyAt: v.DestroyAt}); aerr != nil {
 			err = aerr
 		}
 	}

@@ -1,0 +1,125 @@
+package audit_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/kmsring/kmsring/audit"
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/rotation"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBus(t *testing.T) {
+	ctx := t.Context()
+	bus := audit.NewBus()
+	clk := clockwork.NewFakeClockAt(epoch)
+	a, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithAuditor(bus), keyring.WithRotationPeriod(24*time.Hour))
+	require.NoError(t, err)
+	b, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithAuditor(bus))
+	require.NoError(t, err)
+	onlyA := bus.Subscribe(audit.Filter{KeyID: a.ID()}, 16)
+	defer onlyA.Close()
+	rotations := bus.Subscribe(audit.Filter{Types: []audit.EventType{audit.EventRotated}}, 16)
+	defer rotations.Close()
+	tiny := bus.Subscribe(audit.Filter{}, 1)
+	defer tiny.Close()
+
+	clk.Advance(24 * time.Hour)
+	_, _, err = a.RotateIfDue(ctx)
+	require.NoError(t, err)
+	_, err = b.Rotate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, a.DisableVersion(ctx, 1))
+	at, err := a.ScheduleVersionDestruction(ctx, 1, time.Hour)
+	require.NoError(t, err)
+	_, err = a.GenerateDataKey(ctx) // not an event
+	require.NoError(t, err)
+
+	e := <-onlyA.Events()
+	assert.Equal(t, audit.Event{Type: audit.EventRotated, KeyID: a.ID(), Time: epoch.Add(24 * time.Hour), Version: 2, PreviousVersion: 1, Origin: keyring.OriginAutomatic}, e)
+	assert.Equal(t, audit.EventVersionDisabled, (<-onlyA.Events()).Type)
+	e = <-onlyA.Events()
+	assert.Equal(t, audit.EventDestructionScheduled, e.Type)
+	assert.Equal(t, at, e.DestroyAt)
+	assert.Empty(t, onlyA.Events(), "nothing about key b, nothing for GenerateDataKey")
+
+	assert.Equal(t, a.ID(), (<-rotations.Events()).KeyID)
+	e = <-rotations.Events()
+	assert.Equal(t, b.ID(), e.KeyID)
+	assert.Equal(t, keyring.OriginOnDemand, e.Origin)
+
+	assert.Equal(t, uint64(3), tiny.Dropped(), "a full subscriber loses events, counted, and never blocks")
+
+	clk.Advance(time.Hour)
+	s := rotation.New(rotation.WithClock(clk))
+	s.Add(a)
+	_, err = s.RunOnce(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, audit.EventVersionDestroyed, (<-onlyA.Events()).Type, "destruction by the scheduler is an event")
+}
+
+func TestOverdueEvent(t *testing.T) {
+	bus := audit.NewBus()
+	sub := bus.Subscribe(audit.Filter{Types: []audit.EventType{audit.EventRotationOverdue}}, 4)
+	defer sub.Close()
+	md := keyring.Metadata{KeyID: "k", RotationEnabled: true, NextRotationAt: epoch}
+	bus.Overdue(md)
+	e := <-sub.Events()
+	assert.Equal(t, "k", e.KeyID)
+	assert.Equal(t, epoch, e.NextRotationAt)
+}
+
+// The Prometheus view of a key before and after its rotation is overdue.
+func TestCollector(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
+	const day = 24 * time.Hour
+	c := audit.NewCollector(audit.WithCollectorClock(clk), audit.WithOverdueGrace(35*day))
+	k, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithAuditor(c), keyring.WithRotationPeriod(365*day))
+	require.NoError(t, err)
+	c.Add(k)
+	_, err = k.GenerateDataKey(ctx)
+	require.NoError(t, err)
+	_, err = k.Decrypt(ctx, []byte("junk"))
+	require.Error(t, err)
+
+	expect := func(since, until float64, overdue int) string {
+		return fmt.Sprintf(`
+# HELP kmsring_key_current_version The version that encrypts.
+# TYPE kmsring_key_current_version gauge
+kmsring_key_current_version{key_id="%[1]s"} 1
+# HELP kmsring_key_rotation_enabled 1 if automatic rotation is on.
+# TYPE kmsring_key_rotation_enabled gauge
+kmsring_key_rotation_enabled{key_id="%[1]s"} 1
+# HELP kmsring_key_rotation_overdue 1 if automatic rotation is overdue past the grace period.
+# TYPE kmsring_key_rotation_overdue gauge
+kmsring_key_rotation_overdue{key_id="%[1]s"} %[4]d
+# HELP kmsring_key_seconds_since_last_rotation Seconds since the last rotation (since creation before the first).
+# TYPE kmsring_key_seconds_since_last_rotation gauge
+kmsring_key_seconds_since_last_rotation{key_id="%[1]s"} %[2]g
+# HELP kmsring_key_seconds_until_next_rotation Seconds until automatic rotation is due; negative when past due.
+# TYPE kmsring_key_seconds_until_next_rotation gauge
+kmsring_key_seconds_until_next_rotation{key_id="%[1]s"} %[3]g
+# HELP kmsring_key_versions Number of versions, destroyed ones included.
+# TYPE kmsring_key_versions gauge
+kmsring_key_versions{key_id="%[1]s"} 1
+# HELP kmsring_operations_total Keyring operations, by operation, key, version used and outcome.
+# TYPE kmsring_operations_total counter
+kmsring_operations_total{key_id="%[1]s",operation="CreateKey",outcome="success",version="1"} 1
+kmsring_operations_total{key_id="%[1]s",operation="Decrypt",outcome="failure",version="0"} 1
+kmsring_operations_total{key_id="%[1]s",operation="GenerateDataKey",outcome="success",version="1"} 1
+`, k.ID(), since, until, overdue)
+	}
+	clk.Advance(100 * day)
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(expect(100*86400, 265*86400, 0))))
+	clk.Advance(301 * day) // 401 days, no rotation (no scheduler)
+	out := expect(401*86400, -36*86400, 1)
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(out)))
+	t.Log(out)
+}

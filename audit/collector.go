@@ -1,0 +1,133 @@
+package audit
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/rotation"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	_ keyring.Auditor      = (*Collector)(nil)
+	_ prometheus.Collector = (*Collector)(nil)
+)
+
+// Collector is a Prometheus collector of kmsring metrics. Per key added
+// with Add, read from the keyring's cached metadata at every scrape:
+//
+//	kmsring_key_current_version
+//	kmsring_key_versions
+//	kmsring_key_rotation_enabled                 1 or 0
+//	kmsring_key_seconds_since_last_rotation      since creation before the first rotation
+//	kmsring_key_seconds_until_next_rotation      negative when past due; absent when rotation is off
+//	kmsring_key_rotation_overdue                 1 when rotation.Overdue with the collector's grace
+//
+// and, as a keyring.Auditor (give it to keyrings with WithAuditor),
+// kmsring_operations_total{operation, key_id, version, outcome}. All carry
+// the label key_id. A Collector is safe for concurrent use.
+type Collector struct {
+	clock keyring.Clock
+	grace time.Duration
+
+	mu   sync.Mutex
+	keys []*keyring.Keyring
+
+	ops                                                       *prometheus.CounterVec
+	current, versions, enabled, sinceLast, untilNext, overdue *prometheus.Desc
+}
+
+// CollectorOption configures a Collector.
+type CollectorOption func(*Collector)
+
+// WithCollectorClock sets the clock the time gauges are computed from
+// (default: the wall clock).
+func WithCollectorClock(c keyring.Clock) CollectorOption { return func(x *Collector) { x.clock = c } }
+
+// WithOverdueGrace sets the grace of kmsring_key_rotation_overdue (default
+// 0: overdue as soon as a rotation is past due).
+func WithOverdueGrace(d time.Duration) CollectorOption { return func(x *Collector) { x.grace = d } }
+
+// NewCollector returns a collector with no keys.
+func NewCollector(opts ...CollectorOption) *Collector {
+	key := []string{"key_id"}
+	c := &Collector{
+		clock: keyring.RealClock(),
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmsring_operations_total", Help: "Keyring operations, by operation, key, version used and outcome.",
+		}, []string{"operation", "key_id", "version", "outcome"}),
+		current:   prometheus.NewDesc("kmsring_key_current_version", "The version that encrypts.", key, nil),
+		versions:  prometheus.NewDesc("kmsring_key_versions", "Number of versions, destroyed ones included.", key, nil),
+		enabled:   prometheus.NewDesc("kmsring_key_rotation_enabled", "1 if automatic rotation is on.", key, nil),
+		sinceLast: prometheus.NewDesc("kmsring_key_seconds_since_last_rotation", "Seconds since the last rotation (since creation before the first).", key, nil),
+		untilNext: prometheus.NewDesc("kmsring_key_seconds_until_next_rotation", "Seconds until automatic rotation is due; negative when past due.", key, nil),
+		overdue:   prometheus.NewDesc("kmsring_key_rotation_overdue", "1 if automatic rotation is overdue past the grace period.", key, nil),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Add makes the collector report k.
+func (c *Collector) Add(k *keyring.Keyring) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys = append(c.keys, k)
+}
+
+// Audit implements keyring.Auditor: it counts the operation.
+func (c *Collector) Audit(_ context.Context, e keyring.AuditEvent) error {
+	outcome := Success
+	if e.Err != nil {
+		outcome = Failure
+	}
+	c.ops.WithLabelValues(string(e.Operation), e.KeyID, strconv.FormatUint(uint64(e.Version), 10), outcome).Inc()
+	return nil
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	c.ops.Describe(ch)
+	for _, d := range []*prometheus.Desc{c.current, c.versions, c.enabled, c.sinceLast, c.untilNext, c.overdue} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.ops.Collect(ch)
+	c.mu.Lock()
+	keys := append([]*keyring.Keyring(nil), c.keys...)
+	c.mu.Unlock()
+	now := c.clock.Now()
+	gauge := func(d *prometheus.Desc, v float64, id string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, id)
+	}
+	for _, k := range keys {
+		md := k.Cached()
+		id := md.KeyID
+		gauge(c.current, float64(md.CurrentVersion), id)
+		gauge(c.versions, float64(len(md.Versions)), id)
+		gauge(c.enabled, bool01(md.RotationEnabled), id)
+		last := md.LastRotatedAt
+		if last.IsZero() {
+			last = md.CreatedAt
+		}
+		gauge(c.sinceLast, now.Sub(last).Seconds(), id)
+		if md.RotationEnabled {
+			gauge(c.untilNext, md.NextRotationAt.Sub(now).Seconds(), id)
+		}
+		gauge(c.overdue, bool01(rotation.Overdue(md, now, c.grace)), id)
+	}
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
