@@ -134,3 +134,43 @@ func ExampleRotateRootKey() {
 	// 2 versions rewrapped; load with the new root key: <nil>
 	// true
 }
+
+// Retiring an old version: disable it to see what breaks, then schedule it
+// for destruction; the scheduler destroys it when the wait is over.
+func ExampleKeyring_ScheduleVersionDestruction() {
+	ctx := context.Background()
+	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	k, err := keyring.New(ctx, keyring.WithClock(clk))
+	if err != nil {
+		log.Fatal(err)
+	}
+	old, err := k.Encrypt(ctx, []byte("sealed under version 1"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := k.Rotate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := k.DisableVersion(ctx, 1); err != nil {
+		log.Fatal(err)
+	}
+	_, err = k.Decrypt(ctx, old)
+	fmt.Println(errors.Is(err, keyring.ErrVersionDisabled))
+
+	at, err := k.ScheduleVersionDestruction(ctx, 1, 0) // the default 30 days
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("destroyed on", at.Format("2006-01-02"))
+	clk.Advance(30 * 24 * time.Hour)
+	destroyed, err := k.DestroyDueVersions(ctx) // what the rotation scheduler does
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = k.Decrypt(ctx, old)
+	fmt.Println(len(destroyed), errors.Is(err, keyring.ErrVersionDestroyed))
+	// Output:
+	// true
+	// destroyed on 2026-01-31
+	// 1 true
+}
