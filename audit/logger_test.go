@@ -13,9 +13,11 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/kmsring/kmsring/audit"
+	"github.com/kmsring/kmsring/internal/pgtest"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/kmsring/kmsring/store/pgstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -258,4 +260,49 @@ func TestErrorClass(t *testing.T) {
 	assert.Equal(t, "WrongKey", audit.ErrorClass(keyring.ErrWrongKey))
 	assert.Equal(t, "Internal", audit.ErrorClass(errors.New("boom")))
 	assert.True(t, strings.HasPrefix(audit.ErrorClass(context.Canceled), "Cancel"))
+}
+
+// Two loggers, as two replicas, appending to one log keep one chain.
+func TestTwoLoggersOneChain(t *testing.T) {
+	run := func(t *testing.T, st interface {
+		store.Store
+		store.AuditLog
+	}) {
+		ctx := t.Context()
+		var keys []*keyring.Keyring
+		var loggers []*audit.Logger
+		for range 2 {
+			l := audit.New(audit.WithStore(st))
+			loggers = append(loggers, l)
+			rk, err := keyring.NewRootKey(make([]byte, 32))
+			require.NoError(t, err)
+			k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithAuditor(l))
+			require.NoError(t, err)
+			keys = append(keys, k)
+		}
+		var wg sync.WaitGroup
+		for _, k := range keys {
+			wg.Go(func() {
+				for range 200 {
+					_, err := k.GenerateDataKey(ctx)
+					assert.NoError(t, err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, l := range loggers {
+			require.NoError(t, l.Close())
+			assert.Zero(t, l.Dropped())
+		}
+		v, err := audit.Verify(ctx, st)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(402), v.Records, "2 CreateKey + 400 GenerateDataKey, one chain")
+	}
+	t.Run("memstore", func(t *testing.T) { run(t, memstore.New()) })
+	t.Run("pgstore", func(t *testing.T) {
+		st, err := pgstore.Open(t.Context(), pgtest.DSN(t))
+		require.NoError(t, err)
+		defer st.Close()
+		run(t, st)
+	})
 }
