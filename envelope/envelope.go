@@ -32,6 +32,7 @@
 package envelope
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -63,6 +64,9 @@ type config struct {
 }
 
 func newConfig(opts []Option) config {
+	if len(opts) == 0 {
+		return config{} // no escaping config on the hot path
+	}
 	var c config
 	for _, o := range opts {
 		o(&c)
@@ -106,7 +110,7 @@ func Inspect(sealed []byte) (Header, error) {
 		KeyID:             uuid.UUID(h.Blob.KeyID).String(),
 		Version:           h.Blob.Version,
 		EncryptionContext: h.Context,
-		DataKeyBlob:       h.Blob.Marshal(),
+		DataKeyBlob:       bytes.Clone(h.BlobBytes),
 		Size:              n,
 		SegmentSize:       segmentSize,
 	}, nil
@@ -115,7 +119,7 @@ func Inspect(sealed []byte) (Header, error) {
 // newHeader generates a data key under k's current version and returns the
 // header for it, in a buffer with room for extra more bytes, and the payload
 // key.
-func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, extra int) ([]byte, *[32]byte, error) {
+func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, extra int) ([]byte, *msgKey, error) {
 	dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(ec))
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w", err)
@@ -137,12 +141,12 @@ func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, ex
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
 	}
-	return out, &pk, nil
+	return out, &msgKey{key: pk}, nil
 }
 
 // openHeader checks the caller's encryption context against h, unwraps the
 // data key and returns the payload key.
-func openHeader(ctx context.Context, k Opener, h *format.Header, c config) (*[32]byte, error) {
+func openHeader(ctx context.Context, k Opener, h *format.Header, c config) (*msgKey, error) {
 	if c.hasEC && !maps.Equal(c.ec, h.Context) {
 		return nil, ErrContextMismatch
 	}
@@ -157,8 +161,8 @@ func openHeader(ctx context.Context, k Opener, h *format.Header, c config) (*[32
 // unwrap decrypts the data key blob of h with k, under the header's
 // encryption context, and checks the data key against the commitment. It
 // returns the data key, which the caller clears, and the payload key.
-func unwrap(ctx context.Context, k Opener, h *format.Header) ([]byte, *[32]byte, error) {
-	dek, err := k.Decrypt(ctx, h.Blob.Marshal(), keyring.WithEncryptionContext(h.Context))
+func unwrap(ctx context.Context, k Opener, h *format.Header) ([]byte, *msgKey, error) {
+	dek, err := k.Decrypt(ctx, h.BlobBytes, keyring.WithEncryptionContext(h.Context))
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w", err)
 	}
@@ -171,7 +175,7 @@ func unwrap(ctx context.Context, k Opener, h *format.Header) ([]byte, *[32]byte,
 		clear(dek)
 		return nil, nil, keyring.ErrDecrypt
 	}
-	return dek, &pk, nil
+	return dek, &msgKey{key: pk}, nil
 }
 
 // segments returns the number of segments for a payload of n bytes.
@@ -190,13 +194,13 @@ func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	aead := newPayloadAEAD(pk)
-	clear(pk[:])
-	var nonce [12]byte
+	aead := newPayloadAEAD(&pk.key)
+	clear(pk.key[:])
+	nonce := &pk.nonce
 	for i := 0; ; i++ {
 		seg := plaintext[min(i*segmentSize, len(plaintext)):min((i+1)*segmentSize, len(plaintext))]
 		last := (i+1)*segmentSize >= len(plaintext)
-		segmentNonce(&nonce, uint64(i), last)
+		segmentNonce(nonce, uint64(i), last)
 		out = aead.Seal(out, nonce[:], seg, nil)
 		if last {
 			return out, nil
@@ -225,10 +229,10 @@ func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	aead := newPayloadAEAD(pk)
-	clear(pk[:])
+	aead := newPayloadAEAD(&pk.key)
+	clear(pk.key[:])
 	out := make([]byte, 0, len(payload)-(full+min(rem, 1))*tagSize)
-	var nonce [12]byte
+	nonce := &pk.nonce
 	for i := 0; len(payload) > 0; i++ {
 		seg := payload[:min(sealedSegmentSize, len(payload))]
 		payload = payload[len(seg):]
@@ -238,7 +242,7 @@ func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte,
 			clear(out[:cap(out)])
 			return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
 		}
-		segmentNonce(&nonce, uint64(i), len(payload) == 0)
+		segmentNonce(nonce, uint64(i), len(payload) == 0)
 		if out, err = aead.Open(out, nonce[:], seg, nil); err != nil {
 			clear(out[:cap(out)])
 			return nil, keyring.ErrDecrypt
@@ -262,7 +266,7 @@ func Rewrap(ctx context.Context, k *keyring.Keyring, sealed []byte) ([]byte, err
 		return nil, err
 	}
 	defer clear(dek)
-	clear(pk[:])
+	clear(pk.key[:])
 	blob, err := k.Encrypt(ctx, dek, keyring.WithEncryptionContext(h.Context))
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)

@@ -54,6 +54,13 @@ func deriveKeys(dek []byte, salt *[format.SaltSize]byte) (payloadKey, commitment
 	return payloadKey, commitment
 }
 
+// msgKey holds a message's payload key and the segment nonce buffer, in
+// one allocation.
+type msgKey struct {
+	key   [32]byte
+	nonce [12]byte
+}
+
 // newPayloadAEAD returns AES-256-GCM under the payload key.
 func newPayloadAEAD(key *[32]byte) cipher.AEAD {
 	b, err := aes.NewCipher(key[:])

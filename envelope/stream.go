@@ -24,8 +24,8 @@ func NewWriter(ctx context.Context, k *keyring.Keyring, w io.Writer, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	sw := &writer{w: w, aead: newPayloadAEAD(pk), buf: make([]byte, 0, sealedSegmentSize)}
-	clear(pk[:])
+	sw := &writer{w: w, aead: newPayloadAEAD(&pk.key), buf: make([]byte, 0, sealedSegmentSize)}
+	clear(pk.key[:])
 	if _, err := w.Write(header); err != nil {
 		return nil, err
 	}
@@ -107,8 +107,8 @@ func NewReader(ctx context.Context, k Opener, r io.Reader, opts ...Option) (io.R
 	if err != nil {
 		return nil, err
 	}
-	sr := &reader{r: r, aead: newPayloadAEAD(pk), buf: make([]byte, sealedSegmentSize+1), look: -1}
-	clear(pk[:])
+	sr := &reader{r: r, aead: newPayloadAEAD(&pk.key), buf: make([]byte, sealedSegmentSize+1), look: -1}
+	clear(pk.key[:])
 	return sr, nil
 }
 

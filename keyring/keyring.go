@@ -586,20 +586,28 @@ func (k *Keyring) encryptingVersion(ctx context.Context, n uint32) (*version, er
 
 // seal wraps plaintext under v into a data key blob bound to ec.
 func (k *Keyring) seal(v *version, plaintext []byte, ec map[string]string) ([]byte, error) {
-	bl := format.Blob{KeyID: k.bid, Version: v.Number}
-	rand.Read(bl.Nonce[:])
-	var buf [format.BlobHeaderSize + 256]byte
-	aad, err := format.AppendContext(bl.AppendHeader(buf[:0]), ec)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
-	}
-	out := make([]byte, format.BlobHeaderSize, format.BlobHeaderSize+len(plaintext)+format.BlobTagSize)
-	copy(out, aad[:format.BlobHeaderSize])
 	aead, err := k.wrapAEAD(v)
 	if err != nil {
 		return nil, err
 	}
-	return aead.Seal(out, bl.Nonce[:], plaintext, aad), nil
+	// One allocation holds the blob and, past its capacity, the associated
+	// data (the blob header and the encoded context).
+	n := format.BlobHeaderSize + len(plaintext) + format.BlobTagSize
+	ecSize := 2
+	for key, val := range ec {
+		ecSize += 4 + len(key) + len(val)
+	}
+	buf := make([]byte, n, n+format.BlobHeaderSize+ecSize)
+	bl := format.Blob{KeyID: k.bid, Version: v.Number}
+	hdr := bl.AppendHeader(buf[:0])
+	nonce := hdr[format.BlobHeaderSize-format.BlobNonceSize:]
+	rand.Read(nonce)
+	aad, err := format.AppendContext(append(buf[n:], hdr...), ec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	out := aead.Seal(hdr, nonce, plaintext, aad)
+	return out[:n:n], nil
 }
 
 // GenerateDataKey returns a fresh random data key (32 bytes, or 16 with

@@ -137,6 +137,9 @@ type opConfig struct {
 }
 
 func newOpConfig(opts []OpOption) opConfig {
+	if len(opts) == 0 {
+		return opConfig{} // no escaping config on the hot path
+	}
 	var c opConfig
 	for _, o := range opts {
 		o(&c)

@@ -55,24 +55,24 @@ type Blob struct {
 }
 
 // ParseBlob parses a data key blob. The returned Sealed aliases b.
-func ParseBlob(b []byte) (*Blob, error) {
+func ParseBlob(b []byte) (Blob, error) {
+	var bl Blob
 	if len(b) < 1 {
-		return nil, malformed("empty blob")
+		return bl, malformed("empty blob")
 	}
 	if b[0] != BlobFormat {
-		return nil, malformed("unknown blob format %#02x", b[0])
+		return bl, malformed("unknown blob format %#02x", b[0])
 	}
 	if len(b) < MinBlobSize {
-		return nil, malformed("blob of %d bytes is too short", len(b))
+		return bl, malformed("blob of %d bytes is too short", len(b))
 	}
 	if len(b) > MaxBlobSize {
-		return nil, malformed("blob of %d bytes is too long", len(b))
+		return bl, malformed("blob of %d bytes is too long", len(b))
 	}
-	bl := &Blob{}
 	copy(bl.KeyID[:], b[1:])
 	bl.Version = binary.BigEndian.Uint32(b[1+KeyIDSize:])
 	if bl.Version == 0 {
-		return nil, malformed("version 0")
+		return bl, malformed("version 0")
 	}
 	copy(bl.Nonce[:], b[1+KeyIDSize+4:])
 	bl.Sealed = b[BlobHeaderSize:]
@@ -198,8 +198,11 @@ type Header struct {
 	Commitment [CommitmentSize]byte
 	// Context is the encryption context; nil when empty.
 	Context map[string]string
-	// Blob is the data key blob that wraps the envelope's data key.
-	Blob *Blob
+	// Blob is the data key blob that wraps the envelope's data key;
+	// BlobBytes is its encoding (aliasing the parsed input). Append
+	// writes Blob.
+	Blob      Blob
+	BlobBytes []byte
 }
 
 // Append appends the header's encoding to dst.
@@ -310,7 +313,8 @@ func parseHeader(b []byte) (*Header, error) {
 		return nil, err
 	}
 	h.Context = ec
-	if h.Blob, err = ParseBlob(b[FixedHeaderSize+ecLen:]); err != nil {
+	h.BlobBytes = b[FixedHeaderSize+ecLen:]
+	if h.Blob, err = ParseBlob(h.BlobBytes); err != nil {
 		return nil, err
 	}
 	return h, nil
