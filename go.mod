@@ -3,6 +3,7 @@ module github.com/kmsring/kmsring
 go 1.26.0
 
 require (
+	github.com/c2sp/wycheproof v0.0.0-20260105152342-fca0d3ba9f12
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jonboulle/clockwork v0.5.0
