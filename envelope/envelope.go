@@ -61,6 +61,7 @@ type Option func(*config)
 type config struct {
 	ec    map[string]string
 	hasEC bool
+	cache *Cache
 }
 
 func newConfig(opts []Option) config {
@@ -116,25 +117,37 @@ func Inspect(sealed []byte) (Header, error) {
 	}, nil
 }
 
-// newHeader generates a data key under k's current version and returns the
-// header for it, in a buffer with room for extra more bytes, and the payload
-// key.
-func newHeader(ctx context.Context, k *keyring.Keyring, ec map[string]string, extra int) ([]byte, *msgKey, error) {
-	dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(ec))
+// newHeader takes a data key from the cache or generates one under k's
+// current version and returns the header for it, in a buffer with room for
+// extra more bytes, and the payload key. payload is the plaintext length,
+// for the cache's byte limit.
+func newHeader(ctx context.Context, k *keyring.Keyring, c config, payload int, extra int) ([]byte, *msgKey, error) {
+	var dek, blob []byte
+	if c.cache != nil {
+		var err error
+		if dek, blob, err = c.cache.dataKey(ctx, k, c.ec, payload); err != nil {
+			return nil, nil, err
+		}
+		defer clear(dek)
+	}
+	if dek == nil {
+		dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(c.ec))
+		if err != nil {
+			return nil, nil, fmt.Errorf("envelope: %w", err)
+		}
+		defer dk.Destroy()
+		dek, blob = dk.Plaintext, dk.Ciphertext
+	}
+	bl, err := format.ParseBlob(blob)
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w", err)
 	}
-	defer dk.Destroy()
-	bl, err := format.ParseBlob(dk.Ciphertext)
-	if err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w", err)
-	}
-	h := format.Header{Suite: format.SuiteAES256GCMSHA512, Context: ec, Blob: bl}
+	h := format.Header{Suite: format.SuiteAES256GCMSHA512, Context: c.ec, Blob: bl}
 	rand.Read(h.Salt[:])
-	pk, commitment := deriveKeys(dk.Plaintext, &h.Salt)
+	pk, commitment := deriveKeys(dek, &h.Salt)
 	h.Commitment = commitment
-	size := format.FixedHeaderSize + 2 + len(dk.Ciphertext) + extra
-	for key, v := range ec {
+	size := format.FixedHeaderSize + 2 + len(blob) + extra
+	for key, v := range c.ec {
 		size += 4 + len(key) + len(v)
 	}
 	out, err := h.Append(make([]byte, 0, size))
@@ -187,10 +200,10 @@ func segments(n int) int {
 }
 
 // Seal encrypts plaintext under a fresh data key from k's current version
-// and returns the envelope.
+// (or a cached one, with WithCache) and returns the envelope.
 func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
 	c := newConfig(opts)
-	out, pk, err := newHeader(ctx, k, c.ec, len(plaintext)+segments(len(plaintext))*tagSize)
+	out, pk, err := newHeader(ctx, k, c, len(plaintext), len(plaintext)+segments(len(plaintext))*tagSize)
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (r *RewrapReport) rewrapOne(ctx context.Context, k *keyring.Keyring, name s
 		r.Foreign++
 		return
 	}
-	current := k.Cached().CurrentVersion
+	current := k.CurrentVersion()
 	if h.Version == current {
 		r.Current++
 		r.References[current]++

@@ -20,7 +20,8 @@ var errClosed = errors.New("envelope: write after Close")
 // w. Memory use is one segment (64 KiB), whatever the length of the stream.
 func NewWriter(ctx context.Context, k *keyring.Keyring, w io.Writer, opts ...Option) (io.WriteCloser, error) {
 	c := newConfig(opts)
-	header, pk, err := newHeader(ctx, k, c.ec, 0)
+	c.cache = nil // streams always use a fresh data key
+	header, pk, err := newHeader(ctx, k, c, 0, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -264,6 +264,14 @@ func (k *Keyring) Cached() Metadata {
 	return md
 }
 
+// CurrentVersion returns the number of the current version as this handle
+// last saw it, without reading the store.
+func (k *Keyring) CurrentVersion() uint32 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.doc.Current
+}
+
 // NextRotationAt returns when automatic rotation is next due, or the zero
 // time when it is off, as this handle last saw it; it does not read the
 // store.

@@ -85,7 +85,7 @@ func rewrapDir(ctx context.Context, out io.Writer, k *keyring.Keyring, dir strin
 		return envelope.RewrapReport{}, err
 	}
 	slices.Sort(names)
-	current := k.Cached().CurrentVersion
+	current := k.CurrentVersion()
 	fmt.Fprintf(out, "rewrapping %d files in %s to version %d of %s\n", len(names), dir, current, k.ID())
 	bar := func(r envelope.RewrapReport) {
 		done := r.Rewrapped + r.Current + r.Foreign + len(r.Failed)
