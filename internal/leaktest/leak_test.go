@@ -136,7 +136,7 @@ func TestNothingLeaks(t *testing.T) {
 	require.NoError(t, err)
 	_, err = envelope.Seal(ctx, k, plaintext, envelope.WithCache(cache))
 	require.NoError(t, err)
-	c.add(*cache)
+	c.add(cache)
 
 	clk.Advance(time.Hour)
 	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(slog.Default()), rotation.WithOverdue(0, bus.Overdue))
