@@ -711,17 +711,26 @@ func (k *Keyring) openBlob(ctx context.Context, blob []byte, ec map[string]strin
 	if err := k.usable(v); err != nil {
 		return nil, err
 	}
-	var buf [format.BlobHeaderSize + 256]byte
-	aad, err := format.AppendContext(append(buf[:0], blob[:format.BlobHeaderSize]...), ec)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
-	}
 	aead, err := k.wrapAEAD(v)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := aead.Open(nil, bl.Nonce[:], bl.Sealed, aad)
+	// One allocation holds the plaintext and, past its capacity, the
+	// associated data. The nonce is read in place from the blob.
+	n := len(bl.Sealed) - format.BlobTagSize
+	ecSize := 2
+	for key, val := range ec {
+		ecSize += 4 + len(key) + len(val)
+	}
+	buf := make([]byte, n, n+format.BlobHeaderSize+ecSize)
+	aad, err := format.AppendContext(append(buf[n:], blob[:format.BlobHeaderSize]...), ec)
 	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	nonce := blob[format.BlobHeaderSize-format.BlobNonceSize : format.BlobHeaderSize]
+	pt, err := aead.Open(buf[:0:n], nonce, bl.Sealed, aad)
+	if err != nil {
+		clear(buf)
 		return nil, ErrDecrypt
 	}
 	return pt, nil
