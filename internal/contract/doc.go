@@ -1,0 +1,3 @@
+// Package contract holds a compile-time test of the public contract in
+// DESIGN.md.
+package contract
