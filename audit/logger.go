@@ -161,42 +161,35 @@ func (l *Logger) Close() error {
 
 func (l *Logger) run() {
 	defer close(l.done)
-	var batch []item
+	batch := make([]item, 0, maxBatch)
 	for {
-		batch = batch[:0]
 		select {
 		case it := <-l.queue:
-			batch = append(batch, it)
+			l.write(l.fill(append(batch[:0], it)), l.giveUp)
 		case <-l.stop:
 			l.drain()
 			return
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case it := <-l.queue:
-				batch = append(batch, it)
-			default:
-				break fill
-			}
-		}
-		l.write(batch, l.giveUp)
 	}
+}
+
+// fill appends to batch the queued records that are ready, up to maxBatch.
+func (l *Logger) fill(batch []item) []item {
+	for len(batch) < maxBatch {
+		select {
+		case it := <-l.queue:
+			batch = append(batch, it)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // drain writes what is left in the queue at Close.
 func (l *Logger) drain() {
 	for {
-		var batch []item
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case it := <-l.queue:
-				batch = append(batch, it)
-			default:
-				break fill
-			}
-		}
+		batch := l.fill(nil)
 		if len(batch) == 0 {
 			return
 		}
