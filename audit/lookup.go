@@ -58,10 +58,12 @@ type TamperError struct {
 	Reason string
 }
 
+// Error describes where the log fails verification.
 func (e *TamperError) Error() string {
 	return fmt.Sprintf("audit: log tampered with at record %d: %s", e.Seq, e.Reason)
 }
 
+// Unwrap returns ErrTampered.
 func (e *TamperError) Unwrap() error { return ErrTampered }
 
 // Verification is what Verify found in a sound log.
