@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"time"
 
 	"github.com/kmsring/kmsring/envelope"
 	"github.com/kmsring/kmsring/keyring"
@@ -119,4 +120,33 @@ func ExampleOpen_set() {
 	}
 	fmt.Println(string(pt))
 	// Output: user record
+}
+
+// A data key cache: consecutive messages under one encryption context
+// share a data key (each still has its own salt and derived key).
+func ExampleCache() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cache, err := envelope.NewCache(envelope.WithMaxMessages(100), envelope.WithMaxAge(time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cache.Purge()
+	var blobs [][]byte
+	for _, msg := range []string{"first", "second"} {
+		sealed, err := envelope.Seal(ctx, k, []byte(msg), envelope.WithCache(cache))
+		if err != nil {
+			log.Fatal(err)
+		}
+		h, err := envelope.Inspect(sealed)
+		if err != nil {
+			log.Fatal(err)
+		}
+		blobs = append(blobs, h.DataKeyBlob)
+	}
+	fmt.Println("one data key for both:", bytes.Equal(blobs[0], blobs[1]))
+	// Output: one data key for both: true
 }
