@@ -121,6 +121,23 @@ func TestStreams(t *testing.T) {
 		got, err := io.ReadAll(r)
 		require.NoError(t, err, "NewReader reads what Seal wrote (size %d)", n)
 		assert.Equal(t, pt, nonNil(got))
+
+		// io.Copy takes the WriterTo path.
+		r, err = envelope.NewReader(ctx, k, bytes.NewReader(sealed))
+		require.NoError(t, err)
+		var out bytes.Buffer
+		copied, err := io.Copy(&out, r)
+		require.NoError(t, err)
+		assert.Equal(t, int64(n), copied)
+		assert.Equal(t, pt, nonNil(out.Bytes()))
+		if n > seg {
+			r, err = envelope.NewReader(ctx, k, bytes.NewReader(sealed[:len(sealed)-1]))
+			require.NoError(t, err)
+			out.Reset()
+			copied, err = io.Copy(&out, r)
+			assert.Error(t, err, "a cut stream ends in an error through WriteTo too")
+			assert.Less(t, copied, int64(n))
+		}
 	}
 }
 

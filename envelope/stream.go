@@ -143,6 +143,35 @@ func (sr *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes the plaintext to w, segment by segment, without the copy
+// that Read makes; io.Copy uses it. Like Read, it writes nothing of a
+// segment that does not authenticate, and it ends in an error, not a short
+// success, if the stream was tampered with or cut.
+func (sr *reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(sr.plain) > 0 {
+			n, err := w.Write(sr.plain)
+			total += int64(n)
+			sr.plain = sr.plain[n:]
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if sr.err != nil {
+			return total, sr.err
+		}
+		if sr.done {
+			return total, nil
+		}
+		if err := sr.next(); err != nil {
+			sr.err = err
+			return total, err
+		}
+	}
+}
+
 // next reads and opens the next segment. A segment is the last one when
 // the stream ends before one byte past a full segment.
 func (sr *reader) next() error {
