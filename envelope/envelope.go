@@ -146,10 +146,7 @@ func newHeader(ctx context.Context, k *keyring.Keyring, c config, payload int, e
 	rand.Read(h.Salt[:])
 	pk, commitment := deriveKeys(dek, &h.Salt)
 	h.Commitment = commitment
-	size := format.FixedHeaderSize + 2 + len(blob) + extra
-	for key, v := range c.ec {
-		size += 4 + len(key) + len(v)
-	}
+	size := format.FixedHeaderSize + format.ContextSize(c.ec) + len(blob) + extra
 	out, err := h.Append(make([]byte, 0, size))
 	if err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)

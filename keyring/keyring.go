@@ -55,7 +55,6 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -601,11 +600,7 @@ func (k *Keyring) seal(v *version, plaintext []byte, ec map[string]string) ([]by
 	// One allocation holds the blob and, past its capacity, the associated
 	// data (the blob header and the encoded context).
 	n := format.BlobHeaderSize + len(plaintext) + format.BlobTagSize
-	ecSize := 2
-	for key, val := range ec {
-		ecSize += 4 + len(key) + len(val)
-	}
-	buf := make([]byte, n, n+format.BlobHeaderSize+ecSize)
+	buf := make([]byte, n, n+format.BlobHeaderSize+format.ContextSize(ec))
 	bl := format.Blob{KeyID: k.bid, Version: v.Number}
 	hdr := bl.AppendHeader(buf[:0])
 	nonce := hdr[format.BlobHeaderSize-format.BlobNonceSize:]
@@ -686,21 +681,19 @@ func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([
 	return pt, nil
 }
 
-// open decrypts blob and returns its plaintext and the version it named.
+// open decrypts blob and returns its plaintext and the version it named
+// (0 if it does not parse).
 func (k *Keyring) open(ctx context.Context, blob []byte, ec map[string]string) ([]byte, uint32, error) {
-	pt, err := k.openBlob(ctx, blob, ec)
-	var n uint32
-	if len(blob) >= format.BlobHeaderSize {
-		n = binary.BigEndian.Uint32(blob[1+format.KeyIDSize:])
-	}
-	return pt, n, err
-}
-
-func (k *Keyring) openBlob(ctx context.Context, blob []byte, ec map[string]string) ([]byte, error) {
 	bl, err := format.ParseBlob(blob)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	pt, err := k.openBlob(ctx, blob, bl, ec)
+	return pt, bl.Version, err
+}
+
+// openBlob decrypts blob, which parsed as bl.
+func (k *Keyring) openBlob(ctx context.Context, blob []byte, bl format.Blob, ec map[string]string) ([]byte, error) {
 	if bl.KeyID != k.bid {
 		return nil, fmt.Errorf("%w: blob names key %s, this is %s", ErrWrongKey, uuid.UUID(bl.KeyID), k.id)
 	}
@@ -718,11 +711,7 @@ func (k *Keyring) openBlob(ctx context.Context, blob []byte, ec map[string]strin
 	// One allocation holds the plaintext and, past its capacity, the
 	// associated data. The nonce is read in place from the blob.
 	n := len(bl.Sealed) - format.BlobTagSize
-	ecSize := 2
-	for key, val := range ec {
-		ecSize += 4 + len(key) + len(val)
-	}
-	buf := make([]byte, n, n+format.BlobHeaderSize+ecSize)
+	buf := make([]byte, n, n+format.BlobHeaderSize+format.ContextSize(ec))
 	aad, err := format.AppendContext(append(buf[n:], blob[:format.BlobHeaderSize]...), ec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)

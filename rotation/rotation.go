@@ -196,10 +196,13 @@ func (s *Scheduler) checkOverdue(k *keyring.Keyring) {
 	if s.onOverdue == nil {
 		return
 	}
-	md := k.Cached()
-	if !Overdue(md, s.clock.Now(), s.overdueGrace) {
+	// Decide on the cached schedule (NextRotationAt is zero when rotation
+	// is off); only an overdue key pays for a copy of its metadata.
+	next := k.NextRotationAt()
+	if !Overdue(keyring.Metadata{RotationEnabled: !next.IsZero(), NextRotationAt: next}, s.clock.Now(), s.overdueGrace) {
 		return
 	}
+	md := k.Cached()
 	s.mu.Lock()
 	if s.reported == nil {
 		s.reported = make(map[string]time.Time)

@@ -27,6 +27,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -55,6 +56,14 @@ type Record struct {
 	Revision uint64
 	// Data is opaque to the store.
 	Data []byte
+}
+
+// Clone returns r with its own copies of Aliases and Data, so that a
+// backend neither keeps nor hands out a caller's slices.
+func (r Record) Clone() Record {
+	r.Aliases = slices.Clone(r.Aliases)
+	r.Data = slices.Clone(r.Data)
+	return r
 }
 
 // Version is the stored form of one key version. Its Data is opaque to the

@@ -132,6 +132,16 @@ func AppendContext(dst []byte, ec map[string]string) ([]byte, error) {
 	return dst, nil
 }
 
+// ContextSize returns the length of ec's canonical encoding, for sizing
+// buffers; AppendContext checks the limits.
+func ContextSize(ec map[string]string) int {
+	n := 2
+	for k, v := range ec {
+		n += 4 + len(k) + len(v)
+	}
+	return n
+}
+
 // ParseContext parses exactly one canonical encryption context encoding.
 // An empty context parses as a nil map.
 func ParseContext(b []byte) (map[string]string, error) {

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -296,13 +295,6 @@ func decodeRecord(id, v []byte) (store.Record, error) {
 	return store.Record{KeyID: string(id), Aliases: d.Aliases, Revision: d.Revision, Data: d.Data}, nil
 }
 
-// cloneRecord returns rec with its own copies of the caller's slices.
-func cloneRecord(rec store.Record) store.Record {
-	rec.Aliases = slices.Clone(rec.Aliases)
-	rec.Data = slices.Clone(rec.Data)
-	return rec
-}
-
 func versionKey(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
 
 // checkAliases reports ErrExists if an alias of rec names another key or is
@@ -362,7 +354,7 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 	if err != nil {
 		return store.Record{}, err
 	}
-	return cloneRecord(rec), nil
+	return rec.Clone(), nil
 }
 
 // Get implements [store.Store].
@@ -443,7 +435,7 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 	if err != nil {
 		return store.Record{}, err
 	}
-	return cloneRecord(rec), nil
+	return rec.Clone(), nil
 }
 
 // List implements [store.Store].

@@ -59,7 +59,7 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 	if err := s.checkAliases(rec); err != nil {
 		return store.Record{}, err
 	}
-	rec = clone(rec)
+	rec = rec.Clone()
 	rec.Revision = 1
 	s.records[rec.KeyID] = rec
 	for _, a := range rec.Aliases {
@@ -70,7 +70,7 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 		vs[v.Number] = slices.Clone(v.Data)
 	}
 	s.versions[rec.KeyID] = vs
-	return clone(rec), nil
+	return rec.Clone(), nil
 }
 
 // checkAliases reports ErrExists if an alias of rec names another key or is
@@ -102,7 +102,7 @@ func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error)
 	if !ok {
 		return store.Record{}, fmt.Errorf("memstore: %s: %w", idOrAlias, store.ErrNotFound)
 	}
-	return clone(rec), nil
+	return rec.Clone(), nil
 }
 
 // Versions implements [store.Store].
@@ -147,7 +147,7 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 	for _, a := range old.Aliases {
 		delete(s.aliases, a)
 	}
-	rec = clone(rec)
+	rec = rec.Clone()
 	rec.Revision = old.Revision + 1
 	s.records[rec.KeyID] = rec
 	for _, a := range rec.Aliases {
@@ -157,7 +157,7 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 	for _, v := range versions {
 		vs[v.Number] = slices.Clone(v.Data)
 	}
-	return clone(rec), nil
+	return rec.Clone(), nil
 }
 
 // List implements [store.Store].
@@ -173,12 +173,6 @@ func (s *Store) List(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
-}
-
-func clone(r store.Record) store.Record {
-	r.Aliases = slices.Clone(r.Aliases)
-	r.Data = slices.Clone(r.Data)
-	return r
 }
 
 // AppendAudit implements [store.AuditLog].

@@ -275,9 +275,7 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 		return store.Record{}, wrap("create", err)
 	}
 	rec.Revision = 1
-	rec.Aliases = slices.Clone(rec.Aliases)
-	rec.Data = slices.Clone(rec.Data)
-	return rec, nil
+	return rec.Clone(), nil
 }
 
 func nonNil(a []string) []string {
@@ -354,28 +352,35 @@ func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error)
 func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]store.Version, error) {
 	var out []store.Version
 	err := s.run(ctx, true, func() error {
-		out = nil
-		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kmsring_keys WHERE key_id = $1)`, keyID).Scan(&exists); err != nil {
-				return err
-			}
-			if !exists {
-				return fmt.Errorf("pgstore: %s: %w", keyID, store.ErrNotFound)
-			}
-			rows, err := tx.Query(ctx, `SELECT number, data FROM kmsring_versions WHERE key_id = $1 AND number > $2 ORDER BY number`, keyID, int64(after))
-			if err != nil {
-				return err
-			}
-			out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Version, error) {
-				var n int64
-				var v store.Version
-				err := row.Scan(&n, &v.Data)
-				v.Number = uint32(n)
-				return v, err
-			})
+		// One round trip: the key's row joined to its versions after
+		// `after`; no row means no key, a NULL number means no versions.
+		rows, err := s.pool.Query(ctx, `SELECT v.number, v.data FROM kmsring_keys k
+			LEFT JOIN kmsring_versions v ON v.key_id = k.key_id AND v.number > $2
+			WHERE k.key_id = $1 ORDER BY v.number`, keyID, int64(after))
+		if err != nil {
 			return err
-		})
+		}
+		defer rows.Close()
+		found := false
+		out = nil
+		for rows.Next() {
+			found = true
+			var n *int64
+			var data []byte
+			if err := rows.Scan(&n, &data); err != nil {
+				return err
+			}
+			if n != nil {
+				out = append(out, store.Version{Number: uint32(*n), Data: data})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("pgstore: %s: %w", keyID, store.ErrNotFound)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, wrap("versions", err)
@@ -424,9 +429,7 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 		return store.Record{}, wrap("update", err)
 	}
 	rec.Revision++
-	rec.Aliases = slices.Clone(rec.Aliases)
-	rec.Data = slices.Clone(rec.Data)
-	return rec, nil
+	return rec.Clone(), nil
 }
 
 // List implements [store.Store].
