@@ -1,0 +1,110 @@
+package keyring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kmsring/kmsring/store"
+)
+
+// errNoChange ends a mutation without writing.
+var errNoChange = errors.New("no change")
+
+// maxAttempts bounds the compare-and-swap retries of one mutation.
+const maxAttempts = 1000
+
+// mutate applies fn to the latest known state and writes the result with a
+// compare-and-swap, reloading and retrying on conflict. fn changes doc in
+// place and returns the versions to add or replace; it may run several
+// times. If fn returns errNoChange, mutate returns it without writing.
+func (k *Keyring) mutate(ctx context.Context, op string, fn func(doc *keyDoc, vs []*version, now time.Time) ([]*version, error)) error {
+	return k.mutateAliases(ctx, op, func(_ *[]string, doc *keyDoc, vs []*version, now time.Time) ([]*version, error) {
+		return fn(doc, vs, now)
+	})
+}
+
+// mutateAliases is mutate for a change that may also edit the aliases.
+func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases *[]string, doc *keyDoc, vs []*version, now time.Time) ([]*version, error)) error {
+	for attempt := 1; ; attempt++ {
+		k.mu.RLock()
+		rec, doc, vs := k.rec, k.doc, k.versions
+		k.mu.RUnlock()
+		rec.Aliases = slices.Clone(rec.Aliases)
+		put, err := fn(&rec.Aliases, &doc, vs, k.now())
+		if err != nil {
+			return err
+		}
+		rec.Data = doc.marshal()
+		svs := make([]store.Version, len(put))
+		for i, v := range put {
+			svs[i] = store.Version{Number: v.Number, Data: v.data}
+		}
+		newRec, err := k.st.Update(ctx, rec, svs)
+		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
+			if err := k.Refresh(ctx); err != nil {
+				return fmt.Errorf("keyring: %s: %w", op, err)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("keyring: %s: %w", op, err)
+		}
+		k.mu.Lock()
+		changed := false
+		if newRec.Revision > k.rec.Revision {
+			changed = !k.doc.NextRotationAt.Equal(doc.NextRotationAt)
+			// k.versions is still vs: its revision has not moved. Appends
+			// share the backing array (readers never look past their own
+			// length); a replacement copies it.
+			nvs := vs
+			for _, v := range put {
+				if i := int(v.Number) - 1; i < len(nvs) {
+					nvs = slices.Clone(nvs)
+					nvs[i] = v
+				} else {
+					nvs = append(nvs, v)
+				}
+			}
+			k.rec, k.doc, k.versions = newRec, doc, nvs
+		}
+		k.mu.Unlock()
+		if changed {
+			k.notifyWatchers()
+		}
+		return nil
+	}
+}
+
+// NotifyScheduleChange arranges for a value to be sent on c, without
+// blocking, whenever this handle sees the key's next rotation time change:
+// when rotation is enabled, disabled or carried out, or a reload finds it
+// changed elsewhere. The rotation scheduler uses it to wake early. Call stop
+// to end the notifications.
+func (k *Keyring) NotifyScheduleChange(c chan<- struct{}) (stop func()) {
+	k.watchMu.Lock()
+	defer k.watchMu.Unlock()
+	if k.watchers == nil {
+		k.watchers = make(map[*chan<- struct{}]struct{})
+	}
+	p := &c
+	k.watchers[p] = struct{}{}
+	return func() {
+		k.watchMu.Lock()
+		defer k.watchMu.Unlock()
+		delete(k.watchers, p)
+	}
+}
+
+func (k *Keyring) notifyWatchers() {
+	k.watchMu.Lock()
+	defer k.watchMu.Unlock()
+	for p := range k.watchers {
+		select {
+		case *p <- struct{}{}:
+		default:
+		}
+	}
+}
