@@ -55,6 +55,7 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -74,6 +75,7 @@ type Keyring struct {
 	clock          Clock
 	reloadInterval time.Duration
 	auditors       []Auditor
+	logger         *slog.Logger // nil: slog.Default()
 
 	mu       sync.RWMutex
 	rec      store.Record
@@ -220,6 +222,7 @@ func newKeyring(u uuid.UUID, c *config) *Keyring {
 		clock:          c.clock,
 		reloadInterval: c.reloadInterval,
 		auditors:       c.auditors,
+		logger:         c.logger,
 	}
 }
 
