@@ -202,18 +202,35 @@ func TestVerifyDetectsTampering(t *testing.T) {
 }
 
 func TestFailClosed(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
 	st := &downStore{Store: memstore.New()}
-	l := audit.New(audit.WithStore(st), audit.WithFailClosed(50*time.Millisecond))
+	l := audit.New(audit.WithStore(st), audit.WithFailClosed(time.Second), audit.WithClock(clk))
 	defer l.Close()
-	k, err := keyring.New(t.Context(), keyring.WithStore(st.Store), keyring.WithAuditor(l))
+	k, err := keyring.New(ctx, keyring.WithStore(st.Store), keyring.WithAuditor(l))
 	require.NoError(t, err)
+	clk.Advance(time.Second) // retire CreateKey's timer
+	generate := func() chan error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := k.GenerateDataKey(ctx)
+			errc <- err
+		}()
+		return errc
+	}
+
 	st.down.Store(true)
-	dk, err := k.GenerateDataKey(t.Context())
-	assert.ErrorIs(t, err, keyring.ErrAudit, "no audit record, no data key")
-	assert.Nil(t, dk)
+	errc := generate()
+	require.NoError(t, clk.BlockUntilContext(ctx, 2), "the caller's bound and the writer's retry")
+	clk.Advance(time.Second)
+	assert.ErrorIs(t, <-errc, keyring.ErrAudit, "no audit record, no data key")
+
+	require.NoError(t, clk.BlockUntilContext(ctx, 1), "the writer waits to retry")
 	st.down.Store(false)
-	_, err = k.GenerateDataKey(t.Context())
-	require.NoError(t, err, "works again once records can be stored")
+	errc = generate()
+	require.NoError(t, clk.BlockUntilContext(ctx, 2), "the caller's bound and the writer's retry")
+	clk.Advance(time.Second / 2) // the longest wait between retries of a fail-closed Logger
+	require.NoError(t, <-errc, "works again once records can be stored")
 }
 
 func TestFailOpenNeverBlocks(t *testing.T) {

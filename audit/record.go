@@ -24,10 +24,14 @@
 //
 // By default the Logger never slows or fails an operation: records are
 // queued (bounded) and written by one goroutine in batches; a failing store
-// is retried with backoff while the queue holds, and records that find the
-// queue full are dropped and counted ([Logger.Dropped]). With
-// [WithFailClosed], for compliance users, an operation waits (up to a bound)
-// until its record is stored and fails with keyring.ErrAudit if it is not.
+// is retried with backoff while the queue holds, each failure reported to
+// slog and [WithOnError]; records that find the queue full, or that
+// [Logger.CloseContext] gives up on, are dropped and counted
+// ([Logger.Dropped]). With [WithFailClosed], for compliance users, an
+// operation waits (up to a bound) until its record is stored and fails with
+// keyring.ErrAudit if it is not; the record then says so (outcome
+// "failure", error class "AuditFailed"), so the log never says an
+// operation succeeded that its caller was told failed.
 //
 // # Events and monitoring
 //
@@ -50,20 +54,17 @@ import (
 	"github.com/kmsring/kmsring/store"
 )
 
-type principalKey struct{}
-
 // WithPrincipal returns a context that names the caller (a user, a service,
 // a request's authenticated subject) in the audit records of the operations
-// it is passed to.
+// it is passed to. It is keyring.ContextWithPrincipal. Automatic rotations
+// and scheduled destructions carry the scheduler's own principal
+// (rotation.DefaultPrincipal).
 func WithPrincipal(ctx context.Context, principal string) context.Context {
-	return context.WithValue(ctx, principalKey{}, principal)
+	return keyring.ContextWithPrincipal(ctx, principal)
 }
 
 // Principal returns the principal WithPrincipal attached to ctx, or "".
-func Principal(ctx context.Context) string {
-	p, _ := ctx.Value(principalKey{}).(string)
-	return p
-}
+func Principal(ctx context.Context) string { return keyring.PrincipalFrom(ctx) }
 
 // Record is one audit record.
 type Record struct {
@@ -87,6 +88,11 @@ type Record struct {
 	// Outcome is "success" or "failure"; ErrorClass names the failure.
 	Outcome    string `json:"outcome"`
 	ErrorClass string `json:"error_class,omitempty"`
+	// Amends is set on a correction: the Seq of an earlier record of the
+	// same operation that says it succeeded, stored while its fail-closed
+	// caller was told it failed (WithFailClosed). The correction says
+	// what the caller saw: failure, AuditFailed.
+	Amends uint64 `json:"amends,omitempty"`
 	// Prev is the hex SHA-256 of the previous stored record's bytes, or
 	// of nothing for the first.
 	Prev string `json:"prev,omitempty"`
@@ -166,6 +172,16 @@ func newRecord(ctx context.Context, e keyring.AuditEvent, keysOnly bool) Record 
 		}
 	}
 	return r
+}
+
+// amendment returns the correction of r, a stored record whose
+// fail-closed caller was told the operation failed.
+func (r Record) amendment() Record {
+	a := r
+	a.Seq, a.Prev = 0, ""
+	a.Outcome, a.ErrorClass = Failure, ErrorClass(keyring.ErrAudit)
+	a.Amends = r.Seq
+	return a
 }
 
 // marshal returns the stored bytes of r: JSON, map keys sorted, so the

@@ -98,6 +98,9 @@ type Metadata struct {
 	// demand; zero before the first. NextRotationAt is when automatic
 	// rotation is next due; zero when rotation is off.
 	LastRotatedAt, NextRotationAt time.Time
+	// ReadAt is the keyring clock's time when Describe or Cached returned
+	// this metadata: what a check made on it (an overdue alarm) is dated.
+	ReadAt time.Time
 }
 
 // KeySpec selects the size of a generated data key.
