@@ -37,8 +37,30 @@
 // [Load] finds a stored key by ID or alias. Version material reaches the
 // store only wrapped under a root key ([WithRootKey]): any tink.AEAD, so
 // Tink's KMS clients plug in, or the built-in [RootKeyFile], [NewRootKey]
-// and [NewPassphraseRootKey]. A persistent store without a root key is
-// refused. [RotateRootKey] moves a store to a new root key.
+// and [NewPassphraseRootKey]; in production read a key file with
+// [ReadRootKeyFile], which never creates one. A persistent store without a
+// root key is refused. [RotateRootKey] moves a store to a new root key.
+//
+// # An untrusted store
+//
+// The store is trusted less than the root key. A store key, wrapped under
+// the root key and unwrapped once per process, authenticates every key
+// record: its current version, schedule, key state, aliases, policy and the
+// exact bytes of every version entry. Someone who can write the store but
+// does not hold the root key can neither read material nor change what a
+// key does: enabling a disabled or destroyed version, rolling back the
+// current version, moving the schedule, pointing an alias at another key,
+// copying a record from another key or store all fail [Load] and Refresh
+// with [ErrTampered], naming the key. One store has one root key: New and
+// Load under another fail with [ErrRootKey]. Replaying a whole older record
+// is not detected (see docs/FORMAT.md, "Stored records").
+//
+// # Key state
+//
+// A key as a whole is enabled, disabled ([Keyring.DisableKey]), pending
+// deletion ([Keyring.ScheduleKeyDeletion], 7 to 30 days) or deleted, as in
+// AWS KMS; see [KeyState]. Only an enabled key encrypts, decrypts and
+// rotates. Other handles see a change when they reload.
 //
 // # Concurrency
 //

@@ -139,7 +139,7 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 		k.mu.Unlock()
 		return nil
 	}
-	changed := k.versions != nil && !k.doc.NextRotationAt.Equal(doc.NextRotationAt)
+	changed := k.versions != nil && scheduleChanged(&k.doc, &doc)
 	k.installLocked(rec, doc, vs, chain)
 	k.mu.Unlock()
 	if changed {

@@ -64,7 +64,7 @@ func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases 
 		k.mu.Lock()
 		changed := false
 		if newRec.Revision > k.rec.Revision {
-			changed = !k.doc.NextRotationAt.Equal(doc.NextRotationAt)
+			changed = scheduleChanged(&k.doc, &doc)
 			// k.versions is still vs: its revision has not moved. Appends
 			// share the backing arrays (readers never look past their own
 			// length, and only the writer whose update won writes, under
@@ -114,10 +114,18 @@ func (k *Keyring) changedVersions(vs []*version, chain []digest, put []*version)
 	return lo, tail, tailChain
 }
 
+// scheduleChanged reports whether a scheduler's next wake-up for the key
+// may have moved from a to b: its next rotation, its state or its deletion
+// date.
+func scheduleChanged(a, b *keyDoc) bool {
+	return !a.NextRotationAt.Equal(b.NextRotationAt) || a.State != b.State || !a.DeletionDate.Equal(b.DeletionDate)
+}
+
 // NotifyScheduleChange arranges for a value to be sent on c, without
-// blocking, whenever this handle sees the key's next rotation time change:
-// when rotation is enabled, disabled or carried out, or a reload finds it
-// changed elsewhere. The rotation scheduler uses it to wake early. Call stop
+// blocking, whenever this handle sees the key's next rotation time, state
+// or deletion date change: when rotation is enabled, disabled or carried
+// out, the key is disabled, enabled or scheduled for deletion, or a reload
+// finds such a change made elsewhere. The rotation scheduler uses it to wake early. Call stop
 // to end the notifications.
 func (k *Keyring) NotifyScheduleChange(c chan<- struct{}) (stop func()) {
 	k.watchMu.Lock()
