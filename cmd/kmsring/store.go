@@ -129,8 +129,18 @@ func (a *app) openPostgres(ctx context.Context, create bool) error {
 	if err != nil {
 		return err
 	}
-	// A database without keys is a new store: its root key may be created.
-	rkCreated, err := a.rootKey(len(ids) > 0 || !create)
+	// A database without keys is a new store: create-key may create its
+	// root key; to the other commands it is empty.
+	if len(ids) == 0 && !create {
+		ok, err := fileExists(a.rootKeyPath)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: no keys in %s yet (create-key creates one)", errNoStore, a.stDesc)
+		}
+	}
+	rkCreated, err := a.rootKey(len(ids) > 0)
 	if rkCreated {
 		fmt.Fprintf(a.stderr, "kmsring: created root key file %s (0600) for the store %s; keep it apart from the store and back it up: without it no key can be used\n", a.rootKeyPath, a.stDesc)
 	}
