@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/kmsring/kmsring/keyring"
@@ -123,26 +122,8 @@ func (a *app) deleteAliasCommand() *cobra.Command {
 	return c
 }
 
-// aliasEntry is one alias and the key it names.
-type aliasEntry struct{ Alias, KeyID string }
-
-// aliases returns every alias in the store, sorted, from the keys' records
-// as loaded (and so authenticated) under the root key.
-func (a *app) aliases(ctx context.Context) ([]aliasEntry, error) {
-	ids, err := keyring.List(ctx, a.st)
-	if err != nil {
-		return nil, err
-	}
-	var out []aliasEntry
-	for _, id := range ids {
-		k, err := a.loadKey(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		for _, al := range k.Cached().Aliases {
-			out = append(out, aliasEntry{Alias: al, KeyID: id})
-		}
-	}
-	slices.SortFunc(out, func(x, y aliasEntry) int { return strings.Compare(x.Alias, y.Alias) })
-	return out, nil
+// aliases returns every alias in the store, sorted, with the key it names,
+// authenticated under the root key.
+func (a *app) aliases(ctx context.Context) ([]keyring.AliasEntry, error) {
+	return keyring.ListAliases(ctx, a.st, a.keyOptions()...)
 }

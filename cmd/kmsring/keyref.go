@@ -55,7 +55,7 @@ func (a *app) loadKey(ctx context.Context, ref string) (*keyring.Keyring, error)
 	if k, ok := a.keys[name]; ok {
 		return k, nil
 	}
-	k, err := keyring.Load(ctx, a.st, name, keyring.WithRootKey(a.rk), keyring.WithAuditor(a.log))
+	k, err := keyring.Load(ctx, a.st, name, a.keyOptions()...)
 	if err != nil {
 		return nil, a.explain(err)
 	}
@@ -67,12 +67,35 @@ func (a *app) loadKey(ctx context.Context, ref string) (*keyring.Keyring, error)
 	return k, nil
 }
 
-// maintain does for the key what the rotation scheduler would have done
-// by now, so that a user of the command alone needs no daemon: a due
-// automatic rotation, due version destructions. Failures are left to the
-// operation that follows, which meets the same store.
+// keyOptions are the options of every key kmsring loads or creates: the
+// root key, the audit logger, and in tests a clock.
+func (a *app) keyOptions() []keyring.Option {
+	opts := []keyring.Option{keyring.WithRootKey(a.rk), keyring.WithAuditor(a.log)}
+	if testClock != nil {
+		if c := testClock(); c != nil {
+			opts = append(opts, keyring.WithClock(c))
+		}
+	}
+	return opts
+}
+
+// testClock, set only by the tests, returns the clock keys run on (nil for
+// the real one), so that scripts can see rotations and deletions fall due.
+var testClock func() keyring.Clock
+
+// maintain does for the key what the rotation scheduler (RunOnce) would
+// have done by now, so that a user of the command alone needs no daemon: a
+// deletion whose date has come, a due automatic rotation, due version
+// destructions. Each is recorded in the audit log as the scheduler's work
+// would be. Failures are left to the operation that follows, which meets
+// the same store.
 func (a *app) maintain(ctx context.Context, k *keyring.Keyring) {
-	k.RotateIfDue(ctx)
+	if deleted, _ := k.DeleteIfDue(ctx); deleted {
+		return
+	}
+	if k.KeyState() == keyring.KeyEnabled {
+		k.RotateIfDue(ctx)
+	}
 	k.DestroyDueVersions(ctx)
 }
 
@@ -80,7 +103,7 @@ func (a *app) maintain(ctx context.Context, k *keyring.Keyring) {
 // operator should do.
 func (a *app) explain(err error) error {
 	if errors.Is(err, keyring.ErrRootKey) {
-		return fmt.Errorf("%w: the root key file %s cannot unwrap the keys in %s; use the root key file the store was created with", err, a.rootKeyPath, a.stDesc)
+		return fmt.Errorf("the root key file %s cannot open the store %s: %w", a.rootKeyPath, a.stDesc, err)
 	}
 	return err
 }

@@ -34,7 +34,8 @@ func (a *app) keyCommand(op string, c *cobra.Command, fn func(ctx context.Contex
 }
 
 func (a *app) keyCommands() []*cobra.Command {
-	return []*cobra.Command{a.createKeyCommand(), a.describeKeyCommand(), a.listKeysCommand()}
+	cs := []*cobra.Command{a.createKeyCommand(), a.describeKeyCommand(), a.listKeysCommand()}
+	return append(cs, a.stateCommands()...)
 }
 
 func (a *app) createKeyCommand() *cobra.Command {
@@ -72,7 +73,8 @@ on standard error says where.`,
 		if err := a.open(ctx, true); err != nil {
 			return err
 		}
-		opts = append(opts, keyring.WithStore(a.st), keyring.WithRootKey(a.rk), keyring.WithAuditor(a.log))
+		opts = append(opts, keyring.WithStore(a.st))
+		opts = append(opts, a.keyOptions()...)
 		k, err := keyring.New(ctx, opts...)
 		if err != nil {
 			return err

@@ -10,8 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/kmsring/kmsring/internal/pgtest"
+	"github.com/kmsring/kmsring/keyring"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -19,6 +22,21 @@ import (
 // kmsring command: the scripts drive the real command, as a user does.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){"kmsring": main})
+}
+
+// envClockOffset, in the test binary only, moves the keys' clock ahead by a
+// duration, so that scripts see rotations and deletions fall due without
+// waiting: a fake clock set that far ahead of now.
+const envClockOffset = "KMSRING_TEST_CLOCK_OFFSET"
+
+func init() {
+	testClock = func() keyring.Clock {
+		d, err := time.ParseDuration(os.Getenv(envClockOffset))
+		if err != nil {
+			return nil
+		}
+		return clockwork.NewFakeClockAt(time.Now().Add(d))
+	}
 }
 
 // TestScripts runs testdata/*.txtar, one story each. Scripts that need
@@ -51,8 +69,8 @@ func TestScripts(t *testing.T) {
 // cmdJSONField implements "jsonfield FILE PATH VAR": it sets $VAR to the
 // value at PATH (dot-separated object keys and list indexes, such as
 // KeyMetadata.KeyId or Rotations.0.RotationType) in the JSON in FILE
-// (stdout for the last command's output). With !, it asserts that PATH is
-// absent.
+// (stdout for the last command's output). "jsonfield FILE PATH =VALUE"
+// asserts the value instead. With !, it asserts that PATH is absent.
 func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 && !(neg && len(args) == 2) {
 		ts.Fatalf("usage: jsonfield FILE PATH VAR")
@@ -90,12 +108,18 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 		b, _ := json.Marshal(v)
 		s = string(b)
 	}
+	if want, ok := strings.CutPrefix(args[2], "="); ok {
+		if s != want {
+			ts.Fatalf("%s: %s is %q, want %q", args[0], args[1], s, want)
+		}
+		return
+	}
 	ts.Setenv(args[2], s)
 }
 
 // scriptEnv lists the variables cmdExits passes on from the script. The
 // command is found on the test's PATH, where testscript.Main put kmsring.
-var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress}
+var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset}
 
 // cmdExits implements "exits N COMMAND ARGS...": it runs the command and
 // asserts that it exits with status N and, when N is not 0, that it wrote

@@ -172,6 +172,8 @@ var exceptions = []struct {
 	name string
 }{
 	{keyring.ErrKeyNotFound, "NotFoundException"},
+	{keyring.ErrKeyDisabled, "DisabledException"},
+	{keyring.ErrKeyPendingDeletion, "KMSInvalidStateException"},
 	{store.ErrNotFound, "NotFoundException"},
 	{store.ErrExists, "AlreadyExistsException"},
 	{keyring.ErrWrongKey, "IncorrectKeyException"},

@@ -15,7 +15,6 @@ import (
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store/boltstore"
 	"github.com/kmsring/kmsring/store/pgstore"
-	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
 // Default file names, in os.UserConfigDir()/kmsring.
@@ -158,7 +157,7 @@ func (a *app) rootKey(storeExists bool) (created bool, err error) {
 		return false, fmt.Errorf("root key file %s does not exist, but the store %s does: its keys open only with the root key they were created with (set --root-key-file or %s)", a.rootKeyPath, a.stDesc, envRootKey)
 	}
 	if exists {
-		a.rk, err = readRootKeyFile(a.rootKeyPath)
+		a.rk, err = keyring.ReadRootKeyFile(a.rootKeyPath)
 		return false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(a.rootKeyPath), 0o700); err != nil {
@@ -168,16 +167,6 @@ func (a *app) rootKey(storeExists bool) (created bool, err error) {
 		return false, err
 	}
 	return true, nil
-}
-
-// readRootKeyFile reads a root key file that must exist.
-func readRootKeyFile(path string) (tink.AEAD, error) {
-	if ok, err := fileExists(path); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, fmt.Errorf("root key file %s does not exist", path)
-	}
-	return keyring.RootKeyFile(path)
 }
 
 func fileExists(path string) (bool, error) {
