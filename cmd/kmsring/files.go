@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -66,6 +67,9 @@ temporary file beside it and renamed into place when complete.`,
 		if err != nil {
 			return nil, err
 		}
+		if err := a.close(); err != nil {
+			return nil, err
+		}
 		p := a.newProgress("sealing", total, true)
 		if _, err := io.CopyBuffer(w, progressReader{src, p}, make([]byte, copyBufferSize)); err != nil {
 			return nil, err
@@ -118,6 +122,9 @@ reported (exit status 1) after the segments before it were written.`,
 		}
 		r, err := envelope.NewReader(ctx, storeOpener{a}, src, opts...)
 		if err != nil {
+			return err
+		}
+		if err := a.close(); err != nil {
 			return err
 		}
 		dst, err := a.createOutput(out)
@@ -259,7 +266,9 @@ func (a *app) createOutput(path string) (*output, error) {
 // directory, created 0600.
 func createAtomic(path string) (*output, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".kmsring-*")
-	if err != nil {
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("write %s: %w", path, pe.Err)
+	} else if err != nil {
 		return nil, err
 	}
 	return &output{Writer: f, f: f, path: path}, nil

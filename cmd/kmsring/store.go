@@ -181,11 +181,15 @@ func fileExists(path string) (bool, error) {
 	}
 }
 
-// close flushes the audit log and closes the store.
+// close flushes the audit log and closes the store, if they are open.
+// Commands that stream for long (seal, open) call it as soon as they no
+// longer need the store, so that other commands can open the embedded
+// store meanwhile.
 func (a *app) close() error {
 	if !a.opened {
 		return nil
 	}
+	a.opened = false
 	a.log.Close()
 	if n := a.log.Dropped(); n > 0 {
 		fmt.Fprintf(a.stderr, "kmsring: warning: %d audit records were dropped\n", n)
