@@ -9,6 +9,12 @@ import (
 	"strings"
 )
 
+// Values of --cli-binary-format, as the AWS CLI v2 names them.
+const (
+	base64Format   = "base64"
+	rawInBase64Out = "raw-in-base64-out"
+)
+
 // maxBlobArg bounds what a blob argument reads: far above the 4 KiB
 // plaintexts and blobs KMS takes, so the library, not this limit, says what
 // is too large.
@@ -16,8 +22,9 @@ const maxBlobArg = 1 << 20
 
 // readBlob reads a blob argument as the AWS CLI does: fileb://PATH is the
 // file's bytes, file://PATH a file holding base64 text, anything else
-// base64 text.
-func readBlob(flag, v string) ([]byte, error) {
+// base64 text; with --cli-binary-format raw-in-base64-out, text (from the
+// argument or file://) is taken as it is.
+func (a *app) readBlob(flag, v string) ([]byte, error) {
 	var text string
 	switch {
 	case strings.HasPrefix(v, "fileb://"):
@@ -30,6 +37,9 @@ func readBlob(flag, v string) ([]byte, error) {
 		text = string(b)
 	default:
 		text = v
+	}
+	if a.binaryFormat == rawInBase64Out {
+		return []byte(text), nil
 	}
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
 	if err != nil {

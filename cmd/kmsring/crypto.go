@@ -32,6 +32,7 @@ func algorithmFlag(c *cobra.Command) {
 
 func (a *app) generateDataKeyCommand(use string, op keyring.Operation) *cobra.Command {
 	var spec, ecArg string
+	var nbytes int
 	c := &cobra.Command{
 		Use:   use,
 		Short: "Make a data key: its plaintext and its blob under the key",
@@ -50,11 +51,23 @@ system that will decrypt it later.`
 		c.Example = `  kmsring generate-data-key-without-plaintext --key-id alias/orders`
 	}
 	c.Flags().StringVar(&spec, "key-spec", "AES_256", "data key size: AES_256 or AES_128")
+	c.Flags().IntVar(&nbytes, "number-of-bytes", 0, "data key size in bytes, 32 or 16 (instead of --key-spec)")
+	c.MarkFlagsMutuallyExclusive("key-spec", "number-of-bytes")
 	c.Flags().StringVar(&ecArg, "encryption-context", "", contextUsage)
 	c.RegisterFlagCompletionFunc("key-spec", cobra.FixedCompletions([]string{"AES_256", "AES_128"}, cobra.ShellCompDirectiveNoFileComp))
 	var ks keyring.KeySpec
 	var ec map[string]string
-	c.PreRunE = func(*cobra.Command, []string) (err error) {
+	c.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
+		if cmd.Flags().Changed("number-of-bytes") {
+			switch nbytes {
+			case 32:
+				spec = "AES_256"
+			case 16:
+				spec = "AES_128"
+			default:
+				return usageError("--number-of-bytes must be 32 or 16, not %d", nbytes)
+			}
+		}
 		switch spec {
 		case "AES_256":
 			ks = keyring.AES256
@@ -96,7 +109,7 @@ base64 text. For larger data, seal a file.`,
   kmsring --output json encrypt --key-id alias/orders --plaintext fileb://secret.txt | jq -r .CiphertextBlob | base64 -d > secret.bin`,
 		GroupID: "crypto",
 	}
-	c.Flags().StringVar(&ptArg, "plaintext", "", "the plaintext: fileb://PATH, or base64 text")
+	c.Flags().StringVar(&ptArg, "plaintext", "", "the plaintext: fileb://PATH, or base64 text (raw text with --cli-binary-format raw-in-base64-out)")
 	c.Flags().StringVar(&ecArg, "encryption-context", "", contextUsage)
 	c.MarkFlagRequired("plaintext")
 	algorithmFlag(c)
@@ -105,7 +118,7 @@ base64 text. For larger data, seal a file.`,
 		if err != nil {
 			return nil, err
 		}
-		pt, err := readBlob("plaintext", ptArg)
+		pt, err := a.readBlob("plaintext", ptArg)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +155,7 @@ The encryption context must be the one used to encrypt.`,
 		if err != nil {
 			return err
 		}
-		blob, err := readBlob("ciphertext-blob", blobArg)
+		blob, err := a.readBlob("ciphertext-blob", blobArg)
 		if err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ type app struct {
 
 	// global flags
 	storeURL, rootKeyPath, output, region, account string
+	binaryFormat                                   string
 
 	// opened on first use by a command
 	st     storeCloser
@@ -83,6 +84,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 	f.StringVar(&a.rootKeyPath, "root-key-file", "", "the root key file (env "+envRootKey+"; default kmsring.key beside the default store)")
 	f.StringVar(&a.output, "output", "json", "output format: json (the AWS response shapes) or table")
 	f.StringVar(&a.region, "region", "", "the region key ARNs name (env "+envRegion+"; default us-east-1)")
+	f.StringVar(&a.binaryFormat, "cli-binary-format", base64Format, "how blob arguments given as text are read: base64, or raw-in-base64-out (as the AWS CLI v2)")
 	f.StringVar(&a.account, "account", "", "the account ID key ARNs name (env "+envAccount+"; default 000000000000)")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "table"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -137,6 +139,8 @@ func (a *app) checkGlobals(cmd *cobra.Command, _ []string) error {
 		return usageError("--output must be json or table, not %q", a.output)
 	case !regionRE.MatchString(a.region):
 		return usageError("--region %q is not a region name such as us-east-1", a.region)
+	case a.binaryFormat != base64Format && a.binaryFormat != rawInBase64Out:
+		return usageError("--cli-binary-format must be %s or %s, not %q", base64Format, rawInBase64Out, a.binaryFormat)
 	case !accountRE.MatchString(a.account):
 		return usageError("--account %q is not a 12-digit account ID", a.account)
 	}
