@@ -17,6 +17,7 @@ func (a *app) keyCommand(op string, c *cobra.Command, fn func(ctx context.Contex
 	var ref string
 	c.Flags().StringVar(&ref, "key-id", "", "the key: key ID, key ARN, alias name (alias/...) or alias ARN")
 	c.MarkFlagRequired("key-id")
+	c.RegisterFlagCompletionFunc("key-id", a.completeKeyID)
 	c.Args = cobra.NoArgs
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		k, err := a.loadKey(ctx, ref)
@@ -131,4 +132,28 @@ func (a *app) listKeysCommand() *cobra.Command {
 		return a.print(out)
 	})
 	return c
+}
+
+// completeKeyID completes --key-id with the store's aliases and key IDs.
+// It reads the store only if it exists, and prints nothing on failure.
+func (a *app) completeKeyID(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	const directive = cobra.ShellCompDirectiveNoFileComp
+	if err := a.checkGlobals(cmd, nil); err != nil {
+		return nil, directive
+	}
+	ctx := cmd.Context()
+	if err := a.open(ctx, false); err != nil {
+		return nil, directive
+	}
+	defer a.close()
+	var out []string
+	if aliases, err := a.aliases(ctx); err == nil {
+		for _, e := range aliases {
+			out = append(out, e.Alias)
+		}
+	}
+	if ids, err := keyring.List(ctx, a.st); err == nil {
+		out = append(out, ids...)
+	}
+	return out, directive
 }
