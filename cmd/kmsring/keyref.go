@@ -102,7 +102,7 @@ func (a *app) maintain(ctx context.Context, k *keyring.Keyring) {
 // explain rewords errors whose library message does not say what an
 // operator should do.
 func (a *app) explain(err error) error {
-	if errors.Is(err, keyring.ErrRootKey) {
+	if err != nil && errors.Is(err, keyring.ErrRootKey) {
 		return fmt.Errorf("the root key file %s cannot open the store %s: %w", a.rootKeyPath, a.stDesc, err)
 	}
 	return err

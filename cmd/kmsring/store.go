@@ -75,9 +75,25 @@ func (a *app) open(ctx context.Context, create bool) error {
 		}
 		return err
 	}
+	if err := a.checkRootKey(ctx); err != nil {
+		a.st.Close()
+		return err
+	}
 	a.log = audit.New(audit.WithStore(a.st))
 	a.opened = true
 	return nil
+}
+
+// checkRootKey fails with keyring.ErrRootKey, explained, if the store holds
+// keys that the root key cannot open, so that every command, list-keys
+// included, says so the same way.
+func (a *app) checkRootKey(ctx context.Context) error {
+	ids, err := keyring.List(ctx, a.st)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	_, err = keyring.AuditMAC(ctx, a.st, a.rk)
+	return a.explain(err)
 }
 
 func (a *app) openBolt(create bool) error {
