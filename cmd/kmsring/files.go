@@ -133,7 +133,10 @@ reported (exit status 1) after the segments before it were written.`,
 		}
 		defer dst.abort()
 		p := a.newProgress("opening", total, true)
-		if _, err := io.Copy(dst, progressReader{r, p}); err != nil {
+		if p != nil {
+			r = progressReader{r, p}
+		}
+		if _, err := io.Copy(dst, r); err != nil {
 			return err
 		}
 		p.finish()

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/kmsring/kmsring/keyring"
 )
 
@@ -116,12 +115,6 @@ func (a *app) record(ctx context.Context, op string, keyID string, err error) {
 		return
 	}
 	a.log.Audit(ctx, keyring.AuditEvent{Time: time.Now().UTC(), Operation: keyring.Operation(op), KeyID: keyID, Err: err})
-}
-
-// isKeyID reports whether s is a key ID (a UUID in canonical form).
-func isKeyID(s string) bool {
-	u, err := uuid.Parse(s)
-	return err == nil && u.String() == s
 }
 
 // describe reads k's metadata through to the store, recording the read as

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/spf13/cobra"
@@ -65,7 +64,7 @@ on standard error says where.`,
 			if err := checkPeriod(days); err != nil {
 				return err
 			}
-			opts = append(opts, keyring.WithRotationPeriod(time.Duration(days)*hoursPerDay*time.Hour))
+			opts = append(opts, keyring.WithRotationPeriod(daysDuration(days)))
 		}
 		if alias != "" {
 			opts = append(opts, keyring.WithAlias(alias))

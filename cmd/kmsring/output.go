@@ -100,8 +100,10 @@ const (
 	keyUsage      = "ENCRYPT_DECRYPT"
 	keySpec       = "SYMMETRIC_DEFAULT"
 	encryptionAlg = "SYMMETRIC_DEFAULT"
-	hoursPerDay   = 24
 )
+
+// daysDuration is n days, the unit of every period flag.
+func daysDuration(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
 
 func (a *app) keyARN(id string) string {
 	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", a.region, a.account, id)
@@ -145,7 +147,7 @@ func (a *app) keyMetadata(md keyring.Metadata) keyMetadata {
 func (a *app) rotationStatus(md keyring.Metadata) rotationStatus {
 	s := rotationStatus{KeyRotationEnabled: md.RotationEnabled, KeyId: md.KeyID}
 	if md.RotationEnabled {
-		s.RotationPeriodInDays = int(md.RotationPeriod / (hoursPerDay * time.Hour))
+		s.RotationPeriodInDays = int(md.RotationPeriod / daysDuration(1))
 		s.NextRotationDate = awsTime(md.NextRotationAt)
 	}
 	return s

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/spf13/cobra"
@@ -31,7 +30,7 @@ service embedding the library runs rotation.Scheduler instead.`,
 	enable.Flags().IntVar(&days, "rotation-period-in-days", defaultRotationDays, "days between automatic rotations")
 	enable.PreRunE = func(*cobra.Command, []string) error { return checkPeriod(days) }
 	a.keyCommand("EnableKeyRotation", enable, func(ctx context.Context, k *keyring.Keyring) (any, error) {
-		return nil, k.EnableRotation(ctx, time.Duration(days)*hoursPerDay*time.Hour)
+		return nil, k.EnableRotation(ctx, daysDuration(days))
 	})
 
 	disable := a.keyCommand("DisableKeyRotation", &cobra.Command{

@@ -74,7 +74,7 @@ kmsring command to use the key after the date carries it out.`,
 		return nil
 	}
 	a.keyCommand("ScheduleKeyDeletion", schedule, func(ctx context.Context, k *keyring.Keyring) (any, error) {
-		at, err := k.ScheduleKeyDeletion(ctx, time.Duration(days)*hoursPerDay*time.Hour)
+		at, err := k.ScheduleKeyDeletion(ctx, daysDuration(days))
 		if err != nil {
 			return nil, err
 		}

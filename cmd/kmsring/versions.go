@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/spf13/cobra"
@@ -83,7 +82,7 @@ waiting period (--pending-window-in-days, 30 by default). Until then it is
 disabled and cancel-key-version-destruction brings it back; afterwards its
 material is erased and what was encrypted under it is lost.`,
 		func(ctx context.Context, k *keyring.Keyring, n uint32, days int) error {
-			_, err := k.ScheduleVersionDestruction(ctx, n, time.Duration(days)*hoursPerDay*time.Hour)
+			_, err := k.ScheduleVersionDestruction(ctx, n, daysDuration(days))
 			return err
 		})
 	cancel := a.versionCommand("cancel-key-version-destruction", "Cancel a scheduled destruction",
