@@ -77,8 +77,10 @@ on standard error says where.`,
 		opts = append(opts, a.keyOptions()...)
 		k, err := keyring.New(ctx, opts...)
 		if err != nil {
+			a.discardCreated()
 			return err
 		}
+		a.keepCreated()
 		return a.print(keyMetadataOutput{a.keyMetadata(k.Cached())})
 	})
 	return c

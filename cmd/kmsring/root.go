@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"strings"
 
 	"github.com/kmsring/kmsring/audit"
@@ -32,7 +33,11 @@ type app struct {
 	rk     tink.AEAD
 	log    *audit.Logger
 	opened bool
-	keys   map[string]*keyring.Keyring // loaded keys by ID and by the name used
+	// created lists the files this invocation created, and createdNote
+	// says so; create-key reports them once the key exists.
+	created     []string
+	createdNote string
+	keys        map[string]*keyring.Keyring // loaded keys by ID and by the name used
 }
 
 // storeCloser is what kmsring needs of a store: keys, the audit log, Close.
@@ -75,6 +80,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
   kmsring enable-key-rotation --key-id alias/orders --rotation-period-in-days 90
   kmsring --output table describe-key --key-id alias/orders
   KMSRING_STORE=postgres://kmsring@db/app kmsring list-keys`,
+		Version:           version(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: a.checkGlobals,
@@ -197,4 +203,13 @@ func exceptionName(err error) string {
 		}
 	}
 	return ""
+}
+
+// version is the module version the binary was built from, as go install
+// records it, or "(devel)".
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
 }

@@ -72,11 +72,13 @@ func (a *app) open(ctx context.Context, create bool) error {
 	if err != nil {
 		if a.st != nil {
 			a.st.Close()
+			a.st = nil
 		}
 		return err
 	}
 	if err := a.checkRootKey(ctx); err != nil {
 		a.st.Close()
+		a.st = nil
 		return err
 	}
 	a.log = audit.New(audit.WithStore(a.st))
@@ -122,9 +124,11 @@ func (a *app) openBolt(create bool) error {
 	a.st = st
 	switch {
 	case !exists && rkCreated:
-		fmt.Fprintf(a.stderr, "kmsring: created store %s and root key file %s (0600); keep the root key apart from the store and back it up: without it no key can be used\n", path, a.rootKeyPath)
+		a.created = []string{path, a.rootKeyPath}
+		a.createdNote = fmt.Sprintf("created store %s and root key file %s (0600); keep the root key apart from the store and back it up: without it no key can be used", path, a.rootKeyPath)
 	case !exists:
-		fmt.Fprintf(a.stderr, "kmsring: created store %s (0600) under the root key in %s\n", path, a.rootKeyPath)
+		a.created = []string{path}
+		a.createdNote = fmt.Sprintf("created store %s (0600) under the root key in %s", path, a.rootKeyPath)
 	}
 	return nil
 }
@@ -157,9 +161,29 @@ func (a *app) openPostgres(ctx context.Context, create bool) error {
 	}
 	rkCreated, err := a.rootKey(len(ids) > 0)
 	if rkCreated {
-		fmt.Fprintf(a.stderr, "kmsring: created root key file %s (0600) for the store %s; keep it apart from the store and back it up: without it no key can be used\n", a.rootKeyPath, a.stDesc)
+		a.created = []string{a.rootKeyPath}
+		a.createdNote = fmt.Sprintf("created root key file %s (0600) for the store %s; keep it apart from the store and back it up: without it no key can be used", a.rootKeyPath, a.stDesc)
 	}
 	return err
+}
+
+// keepCreated says on standard error which files this invocation created,
+// now that they hold a key.
+func (a *app) keepCreated() {
+	if a.createdNote != "" {
+		fmt.Fprintln(a.stderr, "kmsring: "+a.createdNote)
+	}
+	a.created, a.createdNote = nil, ""
+}
+
+// discardCreated removes the files this invocation created for a key it
+// then failed to create, so that a failed first create-key leaves nothing.
+func (a *app) discardCreated() {
+	a.close()
+	for _, p := range a.created {
+		os.Remove(p)
+	}
+	a.created, a.createdNote = nil, ""
 }
 
 // rootKey reads the root key file, or creates it for a new store and
@@ -207,6 +231,7 @@ func (a *app) close() error {
 	}
 	a.opened = false
 	a.log.Close()
+	defer func() { a.st = nil }()
 	if n := a.log.Dropped(); n > 0 {
 		fmt.Fprintf(a.stderr, "kmsring: warning: %d audit records were dropped\n", n)
 	}
