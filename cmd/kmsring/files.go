@@ -71,7 +71,7 @@ temporary file beside it and renamed into place when complete.`,
 			return nil, err
 		}
 		p := a.newProgress("sealing", total, true)
-		if _, err := io.CopyBuffer(w, progressReader{src, p}, make([]byte, copyBufferSize)); err != nil {
+		if _, err := io.CopyBuffer(w, progressReader{ctx, src, p}, make([]byte, copyBufferSize)); err != nil {
 			return nil, err
 		}
 		if err := w.Close(); err != nil {
@@ -133,10 +133,7 @@ reported (exit status 1) after the segments before it were written.`,
 		}
 		defer dst.abort()
 		p := a.newProgress("opening", total, true)
-		if p != nil {
-			r = progressReader{r, p}
-		}
-		if _, err := io.Copy(dst, r); err != nil {
+		if _, err := io.Copy(dst, progressReader{ctx, r, p}); err != nil {
 			return err
 		}
 		p.finish()
@@ -308,4 +305,5 @@ func (o *output) abort() {
 	os.Remove(o.f.Name())
 }
 
+// errInterrupted ends a rewrap stopped by Ctrl-C.
 var errInterrupted = errors.New("interrupted: run the same command again to resume")

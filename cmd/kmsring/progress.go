@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -105,13 +106,19 @@ func size(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// progressReader counts what is read through it.
+// progressReader counts what is read through it on a progress bar (nil
+// for none), and stops with the context's error once it ends: Ctrl-C stops
+// a long seal or open, whose output is then removed.
 type progressReader struct {
-	r io.Reader
-	p *progress
+	ctx context.Context
+	r   io.Reader
+	p   *progress
 }
 
 func (r progressReader) Read(b []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := r.r.Read(b)
 	r.p.add(int64(n))
 	return n, err

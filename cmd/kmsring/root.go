@@ -168,6 +168,9 @@ func (a *app) op(fn func(ctx context.Context, cmd *cobra.Command, args []string)
 		if errors.As(err, &ee) && ee.code == 2 {
 			return &exitError{code: 2, err: fmt.Errorf("%s: %w", name, err)}
 		}
+		if errors.Is(err, context.Canceled) {
+			return opError(fmt.Errorf("%s: interrupted", name))
+		}
 		if ex := exceptionName(err); ex != "" {
 			return opError(fmt.Errorf("%s: %w (%s)", name, err, ex))
 		}
