@@ -19,6 +19,7 @@ type config struct {
 	clock          Clock
 	period         time.Duration
 	aliases        []string
+	description    string
 	reloadInterval time.Duration
 	auditors       []Auditor
 	logger         *slog.Logger

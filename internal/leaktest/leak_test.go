@@ -149,15 +149,16 @@ func TestNothingLeaks(t *testing.T) {
 	}
 	// A keyring under the passphrase, loaded by another process (its own
 	// salt), and refused a wrong passphrase.
-	ppk, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(pp))
+	ppst := memstore.New() // a store holds keys under one root key
+	ppk, err := keyring.New(ctx, keyring.WithStore(ppst), keyring.WithRootKey(pp))
 	require.NoError(t, err)
 	pp2, err := keyring.NewPassphraseRootKey(passphrase, cheapArgon2)
 	require.NoError(t, err)
-	ppl, err := keyring.Load(ctx, st, ppk.ID(), keyring.WithRootKey(pp2))
+	ppl, err := keyring.Load(ctx, ppst, ppk.ID(), keyring.WithRootKey(pp2))
 	require.NoError(t, err)
 	wrongPP, err := keyring.NewPassphraseRootKey([]byte("incorrect horse"), cheapArgon2)
 	require.NoError(t, err)
-	_, err = keyring.Load(ctx, st, ppk.ID(), keyring.WithRootKey(wrongPP))
+	_, err = keyring.Load(ctx, ppst, ppk.ID(), keyring.WithRootKey(wrongPP))
 	c.add(err, ppk, ppl, keyring.NewSet(k, ppk))
 	ec := map[string]string{"tenant": "acme"}
 
