@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/kmsring/kmsring/keyring"
-	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -109,9 +108,11 @@ func TestPassphraseCeiling(t *testing.T) {
 	assert.ErrorIs(t, err, keyring.ErrInvalidArgument, "a ceiling past the absolute limits")
 }
 
-// The attack through the store: a version record whose wrapped material
-// asks for 1 GiB (or 4 GiB, 255 lanes, 64 passes) of argon2id. Load fails
-// at once, in memory that does not depend on the request.
+// The attack through the store: the store key record, wrapped under a
+// passphrase root key, edited to ask for 1 GiB (or 4 GiB, 255 lanes, 64
+// passes) of argon2id. It is read before anything in the store can be
+// authenticated. Another process's Load fails at once, in memory that does
+// not depend on the request.
 func TestLoadTamperedArgon2Params(t *testing.T) {
 	for _, p := range []keyring.Argon2Params{
 		{Time: 1, Memory: 1 << 20, Threads: 1},
@@ -125,22 +126,23 @@ func TestLoadTamperedArgon2Params(t *testing.T) {
 			k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
 			require.NoError(t, err)
 
-			rec, err := st.Get(ctx, k.ID())
-			require.NoError(t, err)
-			vs, err := st.Versions(ctx, k.ID(), 0)
+			rec, err := st.Get(ctx, keyring.ReservedPrefix+"store")
 			require.NoError(t, err)
 			var doc map[string]any
-			require.NoError(t, json.Unmarshal(vs[0].Data, &doc))
-			material, err := base64.StdEncoding.DecodeString(doc["material"].(string))
+			require.NoError(t, json.Unmarshal(rec.Data, &doc))
+			wrapped, err := base64.StdEncoding.DecodeString(doc["key"].(string))
 			require.NoError(t, err)
-			doc["material"] = tamperArgon2(material, p)
-			data, err := json.Marshal(doc)
+			doc["key"] = tamperArgon2(wrapped, p)
+			rec.Data, err = json.Marshal(doc)
 			require.NoError(t, err)
-			_, err = st.Update(ctx, rec, []store.Version{{Number: 1, Data: data}})
+			_, err = st.Update(ctx, rec, nil)
 			require.NoError(t, err)
 
-			allocated, elapsed := measure(func() { _, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk)) })
-			require.Error(t, err, "the tampered version does not load")
+			// Another process: the same passphrase, its own salt.
+			other, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
+			require.NoError(t, err)
+			allocated, elapsed := measure(func() { _, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(other)) })
+			require.ErrorIs(t, err, keyring.ErrRootKey, "the store key does not unwrap")
 			t.Logf("Load failed in %v having allocated %d bytes: %v", elapsed, allocated, err)
 			assert.Less(t, allocated, uint64(1<<20), "Load allocates nothing like the requested memory")
 		})
