@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,16 @@ type Option func(*Logger)
 // *pgstore.Store or *memstore.Store). Several processes may append to one
 // log; the chain stays whole.
 func WithStore(al store.AuditLog) Option { return func(l *Logger) { l.store = al } }
+
+// WithMAC keys the audit chain with mac, a constructor of HMAC-SHA256
+// hashes under the store's audit chain key (keyring.AuditMAC: derived from
+// a key only the root key unwraps). Each stored record then carries the
+// MAC of its bytes, which include the MAC of the record before it, so that
+// someone who can write the store but does not hold the root key cannot
+// rewrite a record and recompute the links: Verify with VerifyWithMAC names
+// the record. Every Logger appending to the store must be given the same
+// MAC, from the first record on.
+func WithMAC(mac func() hash.Hash) Option { return func(l *Logger) { l.mac = mac } }
 
 // WithSlog writes every record to lg at level Info, message "kmsring
 // audit", one attribute per field.
@@ -70,6 +81,7 @@ func WithOnError(f func(error)) Option { return func(l *Logger) { l.onError = f 
 // done; it is safe for concurrent use.
 type Logger struct {
 	store      store.AuditLog
+	mac        func() hash.Hash // nil: an unkeyed chain
 	slog       *slog.Logger
 	clock      keyring.Clock
 	onError    func(error)
@@ -422,7 +434,7 @@ func (l *Logger) append(ctx context.Context, recs []Record) error {
 			case err != nil:
 				return err
 			default:
-				l.lastSeq, l.lastHash = last.Seq, chainHash(last.Data)
+				l.lastSeq, l.lastHash = last.Seq, link(last.Data)
 			}
 			l.synced = true
 		}
@@ -431,9 +443,14 @@ func (l *Logger) append(ctx context.Context, recs []Record) error {
 		for i := range recs {
 			seq++
 			recs[i].Seq, recs[i].Prev = seq, prev
-			data := recs[i].marshal()
+			var data []byte
+			if l.mac != nil {
+				data = recs[i].seal(l.mac)
+			} else {
+				data = recs[i].marshal()
+			}
 			entries[i] = store.AuditEntry{Seq: seq, Time: recs[i].Time, KeyID: recs[i].KeyID, Operation: recs[i].Operation, Data: data}
-			prev = chainHash(data)
+			prev = link(data)
 		}
 		err := l.store.AppendAudit(ctx, entries)
 		if errors.Is(err, store.ErrConflict) {

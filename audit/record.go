@@ -42,11 +42,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
 	"slices"
 	"time"
 
@@ -93,9 +95,14 @@ type Record struct {
 	// caller was told it failed (WithFailClosed). The correction says
 	// what the caller saw: failure, AuditFailed.
 	Amends uint64 `json:"amends,omitempty"`
-	// Prev is the hex SHA-256 of the previous stored record's bytes, or
-	// of nothing for the first.
+	// Prev links the record to the one stored before it: that record's
+	// MAC in a keyed log (WithMAC), else the hex SHA-256 of its bytes;
+	// empty for the first.
 	Prev string `json:"prev,omitempty"`
+	// MAC, in a keyed log, is the hex HMAC-SHA256 under the audit chain
+	// key of the record's stored bytes without it (Prev included). It is
+	// the record's last field.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Outcomes.
@@ -198,8 +205,49 @@ func (r *Record) marshal() []byte {
 	return b
 }
 
-// chainHash is the hash stored in the next record's Prev.
+// chainHash is what the next record's Prev holds in an unkeyed log.
 func chainHash(data []byte) string {
 	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])
+}
+
+// macField opens the last field of a keyed record's stored bytes:
+// {...,"mac":"<64 hex digits>"}.
+const (
+	macField  = `,"mac":"`
+	macSuffix = len(macField) + 2*sha256.Size + len(`"}`)
+)
+
+// seal returns the stored bytes of r in a keyed log: its JSON without MAC,
+// then the MAC of those bytes as a last field. r.MAC is set.
+func (r *Record) seal(mac func() hash.Hash) []byte {
+	r.MAC = ""
+	body := r.marshal()
+	r.MAC = hex.EncodeToString(sum(mac, body))
+	return append(body[:len(body)-1], macField+r.MAC+`"}`...)
+}
+
+// splitMAC splits the stored bytes of a keyed record into the bytes its MAC
+// covers and the MAC; ok is false for a record without one.
+func splitMAC(data []byte) (body []byte, tag string, ok bool) {
+	n := len(data) - macSuffix
+	if n < 1 || string(data[n:n+len(macField)]) != macField || string(data[len(data)-2:]) != `"}` {
+		return nil, "", false
+	}
+	return append(bytes.Clone(data[:n]), '}'), string(data[n+len(macField) : len(data)-2]), true
+}
+
+// link is what the next record's Prev holds: a keyed record's MAC, or the
+// hash of an unkeyed record's bytes.
+func link(data []byte) string {
+	if _, tag, ok := splitMAC(data); ok {
+		return tag
+	}
+	return chainHash(data)
+}
+
+func sum(mac func() hash.Hash, b []byte) []byte {
+	h := mac()
+	h.Write(b)
+	return h.Sum(nil)
 }

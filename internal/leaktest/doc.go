@@ -2,10 +2,11 @@
 // returns as an error or records for key material and plaintext.
 //
 // The secrets: plaintext, data keys (returned, cached and inside
-// envelopes), version material (seen by a spy root key), the bytes of
-// root keys from NewRootKey and RootKeyFile, and a passphrase. Each is
-// looked for raw, in hex (both cases), base64 (standard and URL), as a
-// decimal byte list and quoted.
+// envelopes), version material and the store key (what a spy root key
+// wraps; the store key also keys the audit chain), the bytes of root keys
+// from NewRootKey and RootKeyFile, and a passphrase. Each is looked for
+// raw, in hex (both cases), base64 (standard and URL), as a decimal byte
+// list and quoted.
 //
 // Every value is printed with the fmt verbs %v %+v %#v %s %x %X %q %d,
 // encoded with encoding/json, and logged through slog's TextHandler and

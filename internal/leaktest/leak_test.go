@@ -119,7 +119,9 @@ func TestNothingLeaks(t *testing.T) {
 	rk := &spyRootKey{AEAD: local}
 	st := memstore.New()
 	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	logger := audit.New(audit.WithStore(st), audit.WithSlog(slog.Default()))
+	mac, err := keyring.AuditMAC(ctx, st, rk) // the spy sees the store key
+	require.NoError(t, err)
+	logger := audit.New(audit.WithStore(st), audit.WithMAC(mac), audit.WithSlog(slog.Default()))
 	bus := audit.NewBus()
 	metrics := audit.NewCollector()
 	sub := bus.Subscribe(audit.Filter{}, 100)
@@ -220,7 +222,7 @@ func TestNothingLeaks(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, recs)
 	c.add(recs, logger, bus, sub, metrics)
-	verified, err := audit.Verify(ctx, st)
+	verified, err := audit.Verify(ctx, st, audit.VerifyWithMAC(mac))
 	require.NoError(t, err)
 	c.add(verified)
 	sub.Close()
