@@ -84,7 +84,7 @@ func TestPolicyConditionOperators(t *testing.T) {
 		want bool
 	}{
 		{`{"StringEquals": {"kms:EncryptionContext:a": ["w", "x"]}}`, ec, true},
-		{`{"StringEquals": {"KMS:ENCRYPTIONCONTEXT:a": "x"}}`, ec, true}, // the prefix is case-insensitive
+		{`{"StringEquals": {"KMS:ENCRYPTIONCONTEXT:a": "x"}}`, ec, true},  // the prefix is case-insensitive
 		{`{"StringEquals": {"kms:EncryptionContext:A": "x"}}`, ec, false}, // the context key is not
 		{`{"StringNotEquals": {"kms:EncryptionContext:a": "x"}}`, ec, false},
 		{`{"StringNotEquals": {"kms:EncryptionContext:a": "z"}}`, ec, true},
