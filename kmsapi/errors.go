@@ -26,6 +26,8 @@ func (e *apiError) status() int {
 		return http.StatusInternalServerError
 	case "DependencyTimeoutException":
 		return http.StatusServiceUnavailable
+	case "DryRunOperationException":
+		return http.StatusPreconditionFailed
 	case "RequestEntityTooLargeException":
 		return http.StatusRequestEntityTooLarge
 	}
