@@ -105,6 +105,9 @@ var errorClasses = []struct {
 }{
 	{keyring.ErrAudit, "AuditFailed"},
 	{keyring.ErrKeyNotFound, "KeyNotFound"},
+	{keyring.ErrKeyDisabled, "KeyDisabled"},
+	{keyring.ErrKeyPendingDeletion, "KeyPendingDeletion"},
+	{keyring.ErrTampered, "Tampered"},
 	{keyring.ErrUnknownVersion, "UnknownVersion"},
 	{keyring.ErrVersionDisabled, "VersionDisabled"},
 	{keyring.ErrVersionDestroyed, "VersionDestroyed"},
@@ -121,7 +124,8 @@ var errorClasses = []struct {
 }
 
 // ErrorClass returns the stable name of err's class: "KeyNotFound",
-// "UnknownVersion", "VersionDisabled", "VersionDestroyed", "WrongKey",
+// "KeyDisabled", "KeyPendingDeletion" (a refused use of a key pending
+// deletion, what AWS users alarm on), "Tampered", "UnknownVersion", "VersionDisabled", "VersionDestroyed", "WrongKey",
 // "Malformed", "DecryptFailed", "InvalidArgument", "RootKey", ..., or
 // "Internal" for anything else (a store failure, for one). It is "" for nil.
 func ErrorClass(err error) string {

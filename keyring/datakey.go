@@ -11,6 +11,9 @@ import (
 
 // usable reports why v cannot be used, if it cannot.
 func (k *Keyring) usable(v *version) error {
+	if err := k.keyUsable(); err != nil {
+		return err
+	}
 	switch v.State {
 	case VersionEnabled:
 		return nil

@@ -18,6 +18,7 @@ type config struct {
 	clock          Clock
 	period         time.Duration
 	aliases        []string
+	description    string
 	reloadInterval time.Duration
 	auditors       []Auditor
 	// creationOnly names the creation-only options given; Load rejects them.

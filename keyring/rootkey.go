@@ -68,32 +68,42 @@ func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error)
 
 // RootKeyFile returns the local root key kept in the file at path: exactly
 // 32 random bytes. If the file does not exist, it is created with a fresh
-// key and mode 0600 (and synced). A file that other users may read or
-// write, or that does not hold exactly 32 bytes, is refused with
-// ErrInvalidArgument. Keep the file apart from the store: whoever holds
-// both holds every key.
+// key and mode 0600 (and synced): convenient for a quickstart or a first
+// run, dangerous in production, where a typo in the path would silently
+// become a new root key. Production code should use ReadRootKeyFile, which
+// never creates. Otherwise it is ReadRootKeyFile. Keep the file apart from
+// the store: whoever holds both holds every key.
 func RootKeyFile(path string) (tink.AEAD, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return ReadRootKeyFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyring: create root key file: %w", err)
+	}
+	key := randomBytes(RootKeySize)
+	defer clear(key)
+	_, err = f.Write(key)
 	if err == nil {
-		key := randomBytes(RootKeySize)
-		defer clear(key)
-		_, err := f.Write(key)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-			return nil, fmt.Errorf("keyring: create root key file: %w", err)
-		}
-		return NewRootKey(key)
+		err = f.Sync()
 	}
-	if !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	f, err = os.Open(path)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("keyring: create root key file: %w", err)
+	}
+	return NewRootKey(key)
+}
+
+// ReadRootKeyFile returns the local root key kept in the file at path,
+// which must exist and hold exactly 32 bytes readable by its owner only
+// (mode 0600 or stricter); anything else is refused with ErrInvalidArgument
+// (or the os error, for a missing file). It never creates a file: use it in
+// production, so that a wrong path fails instead of starting a new root key.
+func ReadRootKeyFile(path string) (tink.AEAD, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: root key file: %w", err)
 	}
@@ -101,6 +111,9 @@ func RootKeyFile(path string) (tink.AEAD, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: root key file %s is not a regular file", ErrInvalidArgument, path)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%w: root key file %s has mode %v; it must be readable by its owner only (chmod 600)", ErrInvalidArgument, path, fi.Mode().Perm())
@@ -273,23 +286,30 @@ func (l rootKeyList) Decrypt(ciphertext, associatedData []byte) ([]byte, error) 
 	return nil, errRootOpen
 }
 
-// RotateRootKey rewraps the material of every version of every key in st
-// from the root key from to the root key to. It is resumable: material that
-// to already unwraps is left alone, so a call interrupted by a crash or an
-// error can simply be repeated. Each key is rewritten in one
-// compare-and-swap update, retried on conflict. Processes that hold keyrings
-// on st should run with RootKeys(to, from) until it completes. It returns
-// how many versions it rewrapped, and sends each auditor one
-// OpRotateRootKey event per key it rewrapped (Version is the newest version
-// rewrapped).
+// RotateRootKey rewraps the material of every version of every key in st,
+// and the store key, from the root key from to the root key to. Every key
+// record is authenticated before it is rewritten (ErrTampered). It is
+// resumable: material that to already unwraps is left alone, so a call
+// interrupted by a crash or an error can simply be repeated. Each key is
+// rewritten in one compare-and-swap update, retried on conflict. Processes
+// that hold keyrings on st should run with RootKeys(to, from) until it
+// completes. It returns how many versions it rewrapped, and sends each
+// auditor one OpRotateRootKey event per key it rewrapped (Version is the
+// newest version rewrapped).
+//
+// Once it has completed and the old root key is destroyed, copies of the
+// store made before (backups) can no longer be unwrapped: this is how
+// material erased by version destruction or key deletion is also erased
+// from backups (crypto-shredding).
 func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD, auditors ...Auditor) (int, error) {
-	ids, err := st.List(ctx)
+	ids, err := List(ctx, st)
 	if err != nil {
 		return 0, fmt.Errorf("keyring: rotate root key: %w", err)
 	}
+	both := RootKeys(to, from)
 	total := 0
 	for _, id := range ids {
-		n, last, err := rewrapKey(ctx, st, id, from, to)
+		n, last, err := rewrapKey(ctx, st, id, from, to, both)
 		total += n
 		if n > 0 || err != nil {
 			e := AuditEvent{Time: time.Now().UTC(), Operation: OpRotateRootKey, KeyID: id, Version: last, Err: err}
@@ -303,68 +323,55 @@ func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD, audi
 			return total, err
 		}
 	}
+	if _, err := rewrapStoreKey(ctx, st, from, to); err != nil && len(ids) > 0 {
+		return total, err
+	}
 	return total, nil
 }
 
 // rewrapKey rewraps the versions of key id and returns how many it
 // rewrapped and the newest of them.
-func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEAD) (n int, last uint32, err error) {
-	for attempt := 1; ; attempt++ {
-		rec, err := st.Get(ctx, id)
-		if err != nil {
-			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
-		}
-		doc, err := parseKeyDoc(rec.Data)
-		if err != nil {
-			return 0, 0, err
-		}
-		k, err := keyIDBytes(id)
-		if err != nil {
-			return 0, 0, err
-		}
-		svs, err := st.Versions(ctx, id, 0)
-		if err != nil {
-			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
-		}
-		var put []store.Version
-		for _, sv := range svs {
-			d, _, _, err := parseVersionDoc(sv.Data)
-			if err != nil {
-				return 0, 0, fmt.Errorf("%w (key %s version %d)", err, id, sv.Number)
-			}
-			if len(d.Material) == 0 {
+func rewrapKey(ctx context.Context, st store.Store, id string, from, to, both tink.AEAD) (n int, last uint32, err error) {
+	k, err := Load(ctx, st, id, WithRootKey(both))
+	if err != nil {
+		return 0, 0, err
+	}
+	var put []*version
+	err = k.mutate(ctx, string(OpRotateRootKey), func(doc *keyDoc, vs []*version, _ time.Time) ([]*version, error) {
+		put = put[:0]
+		for _, v := range vs {
+			if v.wrapped == nil {
 				continue
 			}
-			ad := materialAD(k, sv.Number)
-			if m, err := to.Decrypt(d.Material, ad); err == nil {
+			ad := materialAD(k.bid, v.Number)
+			if m, err := to.Decrypt(v.wrapped, ad); err == nil {
 				clear(m)
 				continue // done by an earlier, interrupted call
 			}
-			m, err := from.Decrypt(d.Material, ad)
+			m, err := from.Decrypt(v.wrapped, ad)
 			if err != nil {
-				return 0, 0, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, sv.Number)
+				return nil, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, v.Number)
 			}
-			d.Material, err = to.Encrypt(m, ad)
+			wrapped, err := to.Encrypt(m, ad)
 			clear(m)
 			if err != nil {
-				return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+				return nil, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
 			}
-			put = append(put, store.Version{Number: sv.Number, Data: mustJSON(d)})
+			put = append(put, v.withMaterial(wrapped))
 		}
 		if len(put) == 0 {
-			return 0, 0, nil
+			return nil, errNoChange
 		}
 		doc.StateChanges++
-		rec.Data = doc.marshal()
-		_, err = st.Update(ctx, rec, put)
-		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
-			continue
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
-		}
-		return len(put), put[len(put)-1].Number, nil
+		return put, nil
+	})
+	if err == errNoChange {
+		return 0, 0, nil
 	}
+	if err != nil {
+		return 0, 0, err
+	}
+	return len(put), put[len(put)-1].Number, nil
 }
 
 // ephemeralRootKey is the root key of keyrings created without WithRootKey:

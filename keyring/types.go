@@ -96,6 +96,14 @@ type Metadata struct {
 	// demand; zero before the first. NextRotationAt is when automatic
 	// rotation is next due; zero when rotation is off.
 	LastRotatedAt, NextRotationAt time.Time
+	// KeyState is the state of the key as a whole; DeletionDate is when a
+	// key pending deletion will be deleted, or when a deleted key was, and
+	// zero otherwise.
+	KeyState     KeyState
+	DeletionDate time.Time
+	// Description is the key's description (WithDescription,
+	// SetDescription).
+	Description string
 }
 
 // KeySpec selects the size of a generated data key.

@@ -164,8 +164,9 @@ func (s *Scheduler) snapshot() []*keyring.Keyring {
 }
 
 // RunOnce rotates every key that is due at its keyring clock's current
-// time and destroys every version whose scheduled destruction is due
-// (keyring.Keyring.DestroyDueVersions). It returns an event for each
+// time, deletes every key whose deletion date has come
+// (keyring.Keyring.DeleteIfDue) and destroys every version whose scheduled
+// destruction is due (keyring.Keyring.DestroyDueVersions). It returns an event for each
 // rotation it carried out and the errors.Join of the failures; a failure on
 // one key does not stop the others.
 func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
@@ -177,6 +178,15 @@ func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
 			errs = append(errs, fmt.Errorf("rotation: key %s: %w", k.ID(), err))
 		} else if rotated {
 			events = append(events, Event{KeyID: k.ID(), Version: v.Number, Previous: v.Number - 1, At: v.CreatedAt, Origin: v.Origin})
+		}
+		if k.KeyState() == keyring.KeyPendingDeletion {
+			deleted, err := k.DeleteIfDue(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rotation: key %s: deleting the key: %w", k.ID(), err))
+			}
+			if deleted {
+				s.log.Info("kmsring: key deleted", "key_id", k.ID())
+			}
 		}
 		if !k.NextDestructionAt().IsZero() {
 			destroyed, err := k.DestroyDueVersions(ctx)
@@ -199,7 +209,7 @@ func (s *Scheduler) checkOverdue(k *keyring.Keyring) {
 	// Decide on the cached schedule (NextRotationAt is zero when rotation
 	// is off); only an overdue key pays for a copy of its metadata.
 	next := k.NextRotationAt()
-	if !Overdue(keyring.Metadata{RotationEnabled: !next.IsZero(), NextRotationAt: next}, s.clock.Now(), s.overdueGrace) {
+	if !Overdue(keyring.Metadata{RotationEnabled: !next.IsZero(), NextRotationAt: next, KeyState: k.KeyState()}, s.clock.Now(), s.overdueGrace) {
 		return
 	}
 	md := k.Cached()
@@ -269,6 +279,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if next := k.NextDestructionAt(); !next.IsZero() {
 				wait = min(wait, next.Sub(now))
 			}
+			if k.KeyState() == keyring.KeyPendingDeletion {
+				wait = min(wait, k.DeletionDate().Sub(now))
+			}
 		}
 		wait = max(wait, time.Millisecond)
 		select {
@@ -282,8 +295,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // Overdue reports whether md's automatic rotation is more than grace past
 // due at now: rotation enabled and now > NextRotationAt + grace. A key with
-// rotation disabled is never overdue. The classic alarm "no rotation in 400
+// rotation disabled is never overdue, nor is a key that is disabled or
+// pending deletion (its rotation is paused; a re-enabled key past due
+// rotates at once). The classic alarm "no rotation in 400
 // days" on a yearly key is Overdue(md, now, 35*24*time.Hour).
 func Overdue(md keyring.Metadata, now time.Time, grace time.Duration) bool {
-	return md.RotationEnabled && now.After(md.NextRotationAt.Add(grace))
+	paused := md.KeyState != 0 && md.KeyState != keyring.KeyEnabled
+	return md.RotationEnabled && !paused && now.After(md.NextRotationAt.Add(grace))
 }
