@@ -42,8 +42,8 @@ var errorTable = []struct {
 	typ string
 }{
 	{keyring.ErrKeyNotFound, "NotFoundException"},
-	//PLAN {keyring.ErrKeyDisabled, "DisabledException"},
-	//PLAN {keyring.ErrKeyPendingDeletion, "KMSInvalidStateException"},
+	{keyring.ErrKeyDisabled, "DisabledException"},
+	{keyring.ErrKeyPendingDeletion, "KMSInvalidStateException"},
 	{keyring.ErrWrongKey, "IncorrectKeyException"},
 	{keyring.ErrMalformed, "InvalidCiphertextException"},
 	{keyring.ErrDecrypt, "InvalidCiphertextException"},

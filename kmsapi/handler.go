@@ -1,7 +1,6 @@
 package kmsapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"

@@ -43,7 +43,7 @@ func (h *Handler) target(ctx context.Context, c *caller, keyID, action string) (
 	if err := h.authorize(ctx, c, e, action, nil); err != nil {
 		return nil, err
 	}
-	if e.k.Cached().KeyState == keyring.KeyPendingDeletion {
+	if e.k.KeyState() == keyring.KeyPendingDeletion {
 		return nil, errInvalidState(e.arn + " is pending deletion.")
 	}
 	return e, nil

@@ -2,7 +2,7 @@ package kmsapi
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"slices"
 	"time"
 
@@ -13,9 +13,8 @@ import (
 // EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion.
 
 const (
-	symmetricDefault   = "SYMMETRIC_DEFAULT"
-	encryptDecrypt     = "ENCRYPT_DECRYPT"
-	maxDescriptionSize = 8192
+	symmetricDefault = "SYMMETRIC_DEFAULT"
+	encryptDecrypt   = "ENCRYPT_DECRYPT"
 )
 
 type keyMetadata struct {
@@ -88,8 +87,6 @@ func (h *Handler) createKey(ctx context.Context, c *caller, in *createKeyInput) 
 		return nil, errUnsupported("custom key stores are not supported")
 	case len(in.Tags) > 0:
 		return nil, errUnsupported("tags are not supported")
-	case len(in.Description) > maxDescriptionSize:
-		return nil, errValidation(fmt.Sprintf("Description must be at most %d characters", maxDescriptionSize))
 	}
 	if in.Policy != nil {
 		if err := ValidatePolicy(*in.Policy); err != nil {
@@ -201,9 +198,6 @@ type updateKeyDescriptionInput struct {
 }
 
 func (h *Handler) updateKeyDescription(ctx context.Context, c *caller, in *updateKeyDescriptionInput) (any, error) {
-	if len(in.Description) > maxDescriptionSize {
-		return nil, errValidation(fmt.Sprintf("Description must be at most %d characters", maxDescriptionSize))
-	}
 	return h.keyAction(ctx, c, in.KeyId, "kms:UpdateKeyDescription", func(k *keyring.Keyring) error {
 		return k.SetDescription(ctx, in.Description)
 	})
@@ -266,6 +260,9 @@ func (h *Handler) cancelKeyDeletion(ctx context.Context, c *caller, in *keyIDInp
 		return nil, err
 	}
 	if err := e.k.CancelKeyDeletion(ctx); err != nil {
+		if errors.Is(err, keyring.ErrInvalidArgument) {
+			return nil, errInvalidState(e.arn + " is not pending deletion.")
+		}
 		return nil, err
 	}
 	return keyIDOutput{e.arn}, nil

@@ -22,7 +22,7 @@ const (
 // usableForRotation refuses keys AWS refuses rotation changes on: a
 // disabled key (DisabledException) and one pending deletion.
 func usableForRotation(e *keyEntry) error {
-	switch e.k.Cached().KeyState {
+	switch e.k.KeyState() {
 	case keyring.KeyDisabled:
 		return &apiError{Type: "DisabledException", Message: e.arn + " is disabled."}
 	case keyring.KeyPendingDeletion:
