@@ -11,10 +11,10 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
 	"github.com/tink-crypto/tink-go/v2/tink"
 )
@@ -74,7 +74,7 @@ func (a AccessKey) MarshalJSON() ([]byte, error) {
 
 // Access keys are store records under reserved key IDs, which keyring.List
 // and keyring.Load skip.
-const accessKeyRecordPrefix = "kmsring:access-key:"
+const accessKeyRecordPrefix = keyring.ReservedPrefix + "access-key:"
 
 const (
 	accessKeyIDPrefix = "AKIA"
@@ -222,7 +222,3 @@ func (c *accessKeys) get(ctx context.Context, id string) (*AccessKey, error) {
 	c.mu.Unlock()
 	return a, nil
 }
-
-// isReservedID reports whether a store key ID belongs to kmsring's own
-// records rather than a key.
-func isReservedID(id string) bool { return strings.HasPrefix(id, "kmsring:") }

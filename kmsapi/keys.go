@@ -133,7 +133,7 @@ func (h *Handler) resolveAlias(ctx context.Context, alias string) (string, error
 		return t.id, nil
 	}
 	rec, err := h.st.Get(ctx, alias)
-	if errors.Is(err, store.ErrNotFound) || err == nil && (isReservedID(rec.KeyID) || !strings.HasPrefix(alias, "alias/")) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && (strings.HasPrefix(rec.KeyID, keyring.ReservedPrefix) || !strings.HasPrefix(alias, "alias/")) {
 		return "", errNotFound("Alias " + h.aliasARN(alias) + " is not found.")
 	}
 	if err != nil {

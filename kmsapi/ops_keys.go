@@ -180,7 +180,6 @@ func (h *Handler) listKeys(ctx context.Context, _ *caller, in *listKeysInput) (a
 	if err != nil {
 		return nil, err
 	}
-	ids = slices.DeleteFunc(ids, isReservedID)
 	ids, next, err := page(&in.pageInput, ids, func(s string) string { return s }, 1000)
 	if err != nil {
 		return nil, err

@@ -12,36 +12,7 @@ import (
 )
 
 // Key policies: the subset of the AWS key policy language this endpoint
-// enforces. A policy is a JSON document:
-//
-//	{"Version": "2012-10-17", "Id": "...", "Statement": [ STATEMENT, ... ]}
-//
-// where Statement may also be a single object, and a statement is
-//
-//	{"Sid": "...", "Effect": "Allow"|"Deny",
-//	 "Principal": "*" | {"AWS": ARN or [ARN, ...]},
-//	 "Action": "kms:Name" or [...]   (wildcards * and ?, names case-insensitive),
-//	 "Resource": "*" or a key ARN, or a list (wildcards allowed),
-//	 "Condition": {OPERATOR: {KEY: VALUE or [VALUE, ...]}}}
-//
-// Principals are "*", IAM user ARNs arn:aws:iam::ACCOUNT:user/NAME (what
-// access keys authenticate as), account principals (arn:aws:iam::ACCOUNT:root
-// or the bare account ID) and role ARNs. There is no IAM here: an account
-// principal in an Allow statement, which on AWS delegates to IAM policies,
-// grants nothing; in a Deny statement it denies every principal of the
-// account, as on AWS. Role ARNs and "Service" principals are accepted and
-// match no access key.
-//
-// Condition keys are kms:EncryptionContext:KEY (the KEY part
-// case-sensitive, as on AWS) and kms:EncryptionContextKeys. Operators are
-// StringEquals, StringNotEquals, StringEqualsIgnoreCase,
-// StringNotEqualsIgnoreCase, StringLike and StringNotLike, each optionally
-// prefixed with ForAnyValue: or ForAllValues: and suffixed with IfExists.
-//
-// Evaluation is AWS's: an explicit Deny wins, then an Allow, and otherwise
-// the request is denied. Elements the endpoint could not enforce
-// (NotPrincipal, NotAction, NotResource, other condition keys and
-// operators) are rejected with ErrMalformedPolicy rather than ignored.
+// enforces, as the package documentation ("Key policies") describes it.
 
 // MaxPolicySize is the largest key policy accepted, in bytes (AWS's limit).
 const MaxPolicySize = 32 * 1024
