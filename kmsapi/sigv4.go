@@ -263,19 +263,26 @@ func (v *verifier) verify(ctx context.Context, r *http.Request, body []byte) (*A
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.New()
-	if err := writeCanonicalRequest(h, r, a, payloadHash[:]); err != nil {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf, err := appendCanonicalRequest((*bp)[:0], r, a, payloadHash[:])
+	if err != nil {
 		return nil, errInvalidSig(err.Error())
 	}
-	var crHash [2 * sha256.Size]byte
-	hex.Encode(crHash[:], h.Sum(nil))
-	mac := hmac.New(sha256.New, v.signingKey(ak, a.Date))
-	writeStringToSign(mac, ds[0], a.Date, v.region, sigv4Service, crHash[:])
-	if !hmac.Equal(mac.Sum(nil), a.Signature[:]) {
+	crHash := sha256.Sum256(buf)
+	var crHex [2 * sha256.Size]byte
+	hex.Encode(crHex[:], crHash[:])
+	buf = appendStringToSign(buf[:0], ds[0], a.Date, v.region, sigv4Service, crHex[:])
+	mac := hmacSHA256Fast(v.signingKey(ak, a.Date), buf)
+	*bp = buf
+	if subtle.ConstantTimeCompare(mac[:], a.Signature[:]) != 1 {
 		return nil, errInvalidSig("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
 	}
 	return ak, nil
 }
+
+// bufPool holds buffers for canonical requests and strings to sign.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func errIncompleteSig(msg string) error {
 	return &apiError{Type: "IncompleteSignatureException", Message: msg}
@@ -320,87 +327,80 @@ func hmacSHA256(key []byte, data string) []byte {
 	return m.Sum(nil)
 }
 
-// writeStringToSign writes the SigV4 string to sign to w.
-func writeStringToSign(w io.Writer, amzDate, date, region, service string, canonicalRequestHash []byte) {
-	io.WriteString(w, sigv4Algorithm+"\n")
-	io.WriteString(w, amzDate)
-	io.WriteString(w, "\n")
-	io.WriteString(w, date)
-	io.WriteString(w, "/")
-	io.WriteString(w, region)
-	io.WriteString(w, "/")
-	io.WriteString(w, service)
-	io.WriteString(w, "/"+sigv4Terminator+"\n")
-	w.Write(canonicalRequestHash)
+// hmacSHA256Fast is HMAC-SHA256 (RFC 2104) for a key of at most one block,
+// without allocating: SHA-256((K ^ opad) || SHA-256((K ^ ipad) || msg)).
+// TestHMACSHA256Fast checks it against crypto/hmac.
+func hmacSHA256Fast(key, msg []byte) [sha256.Size]byte {
+	const blockSize = 64
+	if len(key) > blockSize {
+		panic("kmsapi: HMAC key longer than a block")
+	}
+	var pad [blockSize]byte
+	copy(pad[:], key)
+	for i := range pad {
+		pad[i] ^= 0x36
+	}
+	h := sha256.New()
+	h.Write(pad[:])
+	h.Write(msg)
+	var inner [blockSize + sha256.Size]byte
+	for i := range pad {
+		inner[i] = pad[i] ^ 0x36 ^ 0x5c
+	}
+	h.Sum(inner[:blockSize])
+	return sha256.Sum256(inner[:])
 }
 
-// writeCanonicalRequest writes the canonical request of r to w:
+// appendStringToSign appends the SigV4 string to sign to dst.
+func appendStringToSign(dst []byte, amzDate, date, region, service string, canonicalRequestHash []byte) []byte {
+	dst = append(dst, sigv4Algorithm+"\n"...)
+	dst = append(dst, amzDate...)
+	dst = append(dst, '\n')
+	dst = append(dst, date...)
+	dst = append(dst, '/')
+	dst = append(dst, region...)
+	dst = append(dst, '/')
+	dst = append(dst, service...)
+	dst = append(dst, "/"+sigv4Terminator+"\n"...)
+	return append(dst, canonicalRequestHash...)
+}
+
+// appendCanonicalRequest appends the canonical request of r to dst:
 //
 //	METHOD \n CANONICAL_URI \n CANONICAL_QUERY \n CANONICAL_HEADERS \n SIGNED_HEADERS \n PAYLOAD_HASH
 //
 // where CANONICAL_HEADERS has one "name:value\n" line per signed header.
-func writeCanonicalRequest(w io.Writer, r *http.Request, a authorization, payloadHash []byte) error {
+func appendCanonicalRequest(dst []byte, r *http.Request, a authorization, payloadHash []byte) ([]byte, error) {
 	path, query := requestTarget(r)
 	q, err := canonicalQuery(query)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	bw := bufWriter{w: w}
-	bw.str(r.Method)
-	bw.str("\n")
-	bw.str(canonicalURI(path))
-	bw.str("\n")
-	bw.str(q)
-	bw.str("\n")
+	dst = append(dst, r.Method...)
+	dst = append(dst, '\n')
+	dst = append(dst, canonicalURI(path)...)
+	dst = append(dst, '\n')
+	dst = append(dst, q...)
+	dst = append(dst, '\n')
 	for _, name := range a.SignedHeaders {
-		bw.str(name)
-		bw.str(":")
-		writeHeaderValues(&bw, headerValues(r, name))
-		bw.str("\n")
+		dst = append(dst, name...)
+		dst = append(dst, ':')
+		dst = appendHeaderValues(dst, headerValues(r, name))
+		dst = append(dst, '\n')
 	}
-	bw.str("\n")
-	bw.str(a.signedHeaders)
-	bw.str("\n")
-	bw.bytes(payloadHash)
-	return bw.flush()
-}
-
-// bufWriter batches small writes into one buffer before a hash sees them.
-type bufWriter struct {
-	w   io.Writer
-	buf [1024]byte
-	n   int
-}
-
-func (b *bufWriter) str(s string) { bufAppend(b, s) }
-
-func (b *bufWriter) bytes(p []byte) { bufAppend(b, p) }
-
-func bufAppend[T string | []byte](b *bufWriter, p T) {
-	for len(p) > 0 {
-		if b.n == len(b.buf) {
-			b.flush()
-		}
-		c := copy(b.buf[b.n:], p)
-		b.n += c
-		p = p[c:]
-	}
-}
-
-func (b *bufWriter) flush() error {
-	_, err := b.w.Write(b.buf[:b.n])
-	b.n = 0
-	return err
+	dst = append(dst, '\n')
+	dst = append(dst, a.signedHeaders...)
+	dst = append(dst, '\n')
+	return append(dst, payloadHash...), nil
 }
 
 // requestTarget returns the escaped path and raw query of the request as
 // the client sent them (a handler mounted behind http.StripPrefix still
 // sees the original target in RequestURI).
 func requestTarget(r *http.Request) (path, query string) {
-	if r.RequestURI != "" && r.RequestURI != "*" {
-		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
-			return u.EscapedPath(), u.RawQuery
-		}
+	if t := r.RequestURI; strings.HasPrefix(t, "/") {
+		path, query, _ = strings.Cut(t, "?")
+		return path, query
 	}
 	return r.URL.EscapedPath(), r.URL.RawQuery
 }
@@ -408,7 +408,7 @@ func requestTarget(r *http.Request) (path, query string) {
 // canonicalURI encodes the escaped path once more, as SigV4 does for every
 // service but S3: each byte but the unreserved ones and '/' becomes %XX.
 func canonicalURI(escapedPath string) string {
-	if escapedPath == "" {
+	if escapedPath == "" || escapedPath == "/" {
 		return "/"
 	}
 	return uriEncode(escapedPath, true)
@@ -480,25 +480,43 @@ func headerValues(r *http.Request, name string) []string {
 		}
 		return []string{strconv.FormatInt(r.ContentLength, 10)}
 	}
-	return r.Header.Values(name)
+	// The header map's keys are in canonical form ("X-Amz-Date"); build
+	// it on the stack, as a map lookup with string(bytes) does not
+	// allocate.
+	var buf [128]byte
+	if len(name) > len(buf) {
+		return r.Header.Values(name)
+	}
+	k := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		k[i] = c
+		upper = c == '-'
+	}
+	return r.Header[string(k)]
 }
 
-// writeHeaderValues writes a header's values as SigV4 canonicalizes them:
-// each trimmed, runs of spaces folded into one, joined with commas.
-func writeHeaderValues(b *bufWriter, vs []string) {
+// appendHeaderValues appends a header's values as SigV4 canonicalizes
+// them: each trimmed, runs of spaces folded into one, joined with commas.
+func appendHeaderValues(dst []byte, vs []string) []byte {
 	for i, v := range vs {
 		if i > 0 {
-			b.str(",")
+			dst = append(dst, ',')
 		}
 		v = strings.Trim(v, " \t")
 		for len(v) > 0 {
 			j := strings.Index(v, "  ")
 			if j < 0 {
-				b.str(v)
+				dst = append(dst, v...)
 				break
 			}
-			b.str(v[:j+1])
+			dst = append(dst, v[:j+1]...)
 			v = strings.TrimLeft(v[j:], " ")
 		}
 	}
+	return dst
 }

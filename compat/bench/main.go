@@ -44,6 +44,10 @@ func main() {
 		serveKMSRing(os.Args[2])
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == "serve-noop" {
+		serveNoop()
+		return
+	}
 	duration := flag.Duration("duration", 5*time.Second, "measured time of each phase")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each phase")
 	cpuprofile := flag.String("cpuprofile", "", "write kmsring's server CPU profile here")
@@ -57,6 +61,8 @@ func main() {
 	defer lk.stop()
 	ks := startKMSRing(dir, *cpuprofile)
 	defer ks.stop()
+	noop := startChild("do-nothing", nil, "serve-noop")
+	defer noop.stop()
 
 	fmt.Printf("CPU: %s, %d cores; Go %s; %s per phase after %s of warm-up\n\n", cpuModel(), numCPU(), goVersion(), *duration, *warmup)
 	fmt.Println("| server | operation | clients | calls/s | p50 | p99 | server CPU s | calls per server-CPU s |")
@@ -69,9 +75,12 @@ func main() {
 	p50s := map[key][2]time.Duration{}
 	for _, op := range []string{"GenerateDataKey", "Decrypt"} {
 		for _, clients := range []int{1, 16} {
-			for i, s := range []*child{lk, ks} {
+			for i, s := range []*child{lk, ks, noop} {
 				r := s.run(op, clients, *warmup, *duration)
 				fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %.2f | %.0f |\n", s.name, op, clients, r.rate(), r.p(50), r.p(99), r.cpu.Seconds(), r.perCPU())
+				if i == 2 {
+					continue
+				}
 				v := perCPU[key{op, clients}]
 				v[i] = r.perCPU()
 				perCPU[key{op, clients}] = v
@@ -113,17 +122,25 @@ func newClient(url, id, secret string) *kms.Client {
 }
 
 func startKMSRing(dir, cpuprofile string) *child {
-	self, err := os.Executable()
-	check(err)
 	kdir := filepath.Join(dir, "kmsring")
 	check(os.Mkdir(kdir, 0o700))
-	cmd := exec.Command(self, "serve-kmsring", kdir)
-	cmd.Stderr = os.Stderr
+	var env []string
 	if cpuprofile != "" {
 		abs, err := filepath.Abs(cpuprofile)
 		check(err)
-		cmd.Env = append(os.Environ(), "BENCH_CPUPROFILE="+abs)
+		env = []string{"BENCH_CPUPROFILE=" + abs}
 	}
+	return startChild("kmsring", env, "serve-kmsring", kdir)
+}
+
+// startChild runs this program with args as a server and reads the
+// serverInfo it prints.
+func startChild(name string, env []string, args ...string) *child {
+	self, err := os.Executable()
+	check(err)
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	check(err)
 	check(cmd.Start())
@@ -131,7 +148,7 @@ func startKMSRing(dir, cpuprofile string) *child {
 	check(err)
 	var info serverInfo
 	check(json.Unmarshal([]byte(line), &info))
-	c := &child{name: "kmsring", cmd: cmd, c: newClient(info.URL, info.AccessKeyID, info.SecretAccessKey), keyID: info.KeyID,
+	c := &child{name: name, cmd: cmd, c: newClient(info.URL, info.AccessKeyID, info.SecretAccessKey), keyID: info.KeyID,
 		ec: map[string]string{"tenant": "acme"}}
 	c.prepare()
 	return c
