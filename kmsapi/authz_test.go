@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/kmsring/kmsring/audit"
+	"github.com/kmsring/kmsring/internal/pgtest"
+	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/kmsring/kmsring/store/pgstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -65,8 +68,27 @@ func TestPolicyAuthorization(t *testing.T) {
 // Another process sharing the store: keys, aliases, policies and access
 // keys it makes work here at once.
 func TestSharedStoreFreshness(t *testing.T) {
-	e := newEnv(t)
-	other := e.handler()
+	t.Run("memstore", func(t *testing.T) {
+		st := memstore.New()
+		testSharedStore(t, st, st)
+	})
+	t.Run("pgstore", func(t *testing.T) {
+		dsn := pgtest.DSN(t)
+		open := func() store.Store {
+			st, err := pgstore.Open(context.Background(), dsn)
+			require.NoError(t, err)
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
+		testSharedStore(t, open(), open())
+	})
+}
+
+// testSharedStore runs a handler on here and another, as another process
+// would, on there: the same store.
+func testSharedStore(t *testing.T, here, there store.Store) {
+	e := newEnvOn(t, here)
+	other := e.handlerOn(there)
 	adminThere := e.admin.via(other)
 
 	// A key and alias made elsewhere: a cache miss loads them.

@@ -35,8 +35,10 @@ type client struct {
 	s testSigner
 }
 
-func newEnv(t *testing.T, opts ...Option) *env {
-	e := &env{t: t, st: memstore.New(), rk: testRootKey(t), clk: clockwork.NewFakeClockAt(testNow)}
+func newEnv(t *testing.T, opts ...Option) *env { return newEnvOn(t, memstore.New(), opts...) }
+
+func newEnvOn(t *testing.T, st store.Store, opts ...Option) *env {
+	e := &env{t: t, st: st, rk: testRootKey(t), clk: clockwork.NewFakeClockAt(testNow)}
 	e.h = e.handler(opts...)
 	e.admin = e.client(e.h, "root", true)
 	e.alice = e.client(e.h, "alice", false)
@@ -44,8 +46,12 @@ func newEnv(t *testing.T, opts ...Option) *env {
 }
 
 // handler returns another handler over the same store: another process.
-func (e *env) handler(opts ...Option) *Handler {
-	h, err := New(e.st, e.rk, append([]Option{WithClock(e.clk), WithAccount(testAccount)}, opts...)...)
+func (e *env) handler(opts ...Option) *Handler { return e.handlerOn(e.st, opts...) }
+
+// handlerOn returns a handler over st, which may be another connection to
+// the env's store.
+func (e *env) handlerOn(st store.Store, opts ...Option) *Handler {
+	h, err := New(st, e.rk, append([]Option{WithClock(e.clk), WithAccount(testAccount)}, opts...)...)
 	require.NoError(e.t, err)
 	return h
 }
