@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -345,4 +346,29 @@ func TestLoadByForeignAliasOrID(t *testing.T) {
 	rk := newRootKey(t, 1)
 	_, err := keyring.Load(ctx, st, "alias/none", keyring.WithRootKey(rk))
 	require.ErrorIs(t, err, keyring.ErrKeyNotFound, "an empty store has no keys (and no store key yet)")
+}
+
+// BenchmarkLoadTampered: the cost of refusing a record that claims 2^32-1
+// versions (the issue's out-of-memory record).
+//
+//	go test ./keyring -run '^$' -bench LoadTampered -benchmem
+func BenchmarkLoadTampered(b *testing.B) {
+	ctx := context.Background()
+	st := durable{memstore.New()}
+	rk, err := keyring.NewRootKey(bytes.Repeat([]byte{1}, keyring.RootKeySize))
+	require.NoError(b, err)
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(b, err)
+	rec, err := st.Get(ctx, k.ID())
+	require.NoError(b, err)
+	doc, tag := rec.Data[:len(rec.Data)-sha256.Size], rec.Data[len(rec.Data)-sha256.Size:]
+	doc = bytes.Replace(doc, []byte(`"current_version":1`), []byte(`"current_version":4294967295`), 1)
+	rec.Data = append(bytes.Clone(doc), tag...)
+	_, err = st.Update(ctx, rec, nil)
+	require.NoError(b, err)
+	for b.Loop() {
+		if _, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk)); !errors.Is(err, keyring.ErrTampered) {
+			b.Fatal(err)
+		}
+	}
 }
