@@ -17,10 +17,11 @@ import (
 // awsCLI runs `aws kms ...` against a server with an access key, from a
 // temporary HOME, and logs a transcript.
 type awsCLI struct {
-	t   *testing.T
-	bin string
-	env []string
-	dir string
+	t        *testing.T
+	bin      string
+	env      []string
+	dir      string
+	endpoint string
 }
 
 func newAWSCLI(t *testing.T, s *server) *awsCLI {
@@ -47,8 +48,8 @@ func newAWSCLI(t *testing.T, s *server) *awsCLI {
 	} else if resolved, err := filepath.EvalSymlinks(bin); err == nil && strings.Contains(resolved, "/.pyenv/shims/") {
 		env = append(env, "PYENV_ROOT="+resolved[:strings.Index(resolved, "/shims/")])
 	}
-	c := &awsCLI{t: t, bin: bin, env: append(env, "KMSRING_ENDPOINT="+s.URL), dir: home}
-	c.t.Logf("$ aws --version\n%s", c.run(false, "--version"))
+	c := &awsCLI{t: t, bin: bin, env: env, dir: home, endpoint: s.URL}
+	c.run(false, "--version")
 	return c
 }
 
@@ -74,7 +75,7 @@ func (c *awsCLI) run(wantFail bool, args ...string) string {
 // kms runs `aws kms CMD ... --endpoint-url URL` and decodes its JSON output.
 func (c *awsCLI) kms(args ...string) map[string]any {
 	c.t.Helper()
-	out := c.run(false, append(append([]string{"kms"}, args...), "--endpoint-url", c.endpoint())...)
+	out := c.run(false, append(append([]string{"kms"}, args...), "--endpoint-url", c.endpoint)...)
 	var m map[string]any
 	if out != "" {
 		require.NoError(c.t, json.Unmarshal([]byte(out), &m), out)
@@ -85,16 +86,7 @@ func (c *awsCLI) kms(args ...string) map[string]any {
 // kmsFail runs a command that must fail and returns its error output.
 func (c *awsCLI) kmsFail(args ...string) string {
 	c.t.Helper()
-	return c.run(true, append(append([]string{"kms"}, args...), "--endpoint-url", c.endpoint())...)
-}
-
-func (c *awsCLI) endpoint() string {
-	for _, e := range c.env {
-		if v, ok := strings.CutPrefix(e, "KMSRING_ENDPOINT="); ok {
-			return v
-		}
-	}
-	panic("no endpoint")
+	return c.run(true, append(append([]string{"kms"}, args...), "--endpoint-url", c.endpoint)...)
 }
 
 // writeBlob writes a base64 field of a response to a file for fileb://.
