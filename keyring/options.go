@@ -20,6 +20,7 @@ type config struct {
 	period         time.Duration
 	aliases        []string
 	description    string
+	policy         string
 	reloadInterval time.Duration
 	auditors       []Auditor
 	logger         *slog.Logger
