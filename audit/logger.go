@@ -178,8 +178,12 @@ func (l *Logger) Audit(ctx context.Context, e keyring.AuditEvent) error {
 	it := item{rec: newRecord(ctx, e, l.keysOnly)}
 	if !l.failClosed {
 		select {
-		case <-l.stop:
+		case <-l.stop: // closed: counted as dropped
 			l.dropped.Add(1)
+			return nil
+		default:
+		}
+		select {
 		case l.queue <- it:
 		default:
 			l.dropped.Add(1)
