@@ -131,6 +131,9 @@ func LoadOrNew(ctx context.Context, alias string, opts ...Option) (k *Keyring, c
 		loadOpts = append(loadOpts, WithRootKey(c.rootKey))
 	}
 	loadOpts = append(loadOpts, WithClock(c.clock), WithReloadInterval(c.reloadInterval))
+	if c.logger != nil {
+		loadOpts = append(loadOpts, WithLogger(c.logger))
+	}
 	for _, a := range c.auditors {
 		loadOpts = append(loadOpts, WithAuditor(a))
 	}

@@ -143,6 +143,7 @@ func TestLoadTamperedArgon2Params(t *testing.T) {
 			require.NoError(t, err)
 			allocated, elapsed := measure(func() { _, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(other)) })
 			require.ErrorIs(t, err, keyring.ErrRootKey, "the store key does not unwrap")
+			require.ErrorIs(t, err, keyring.ErrArgon2Params, "and the cause says why")
 			t.Logf("Load failed in %v having allocated %d bytes: %v", elapsed, allocated, err)
 			assert.Less(t, allocated, uint64(1<<20), "Load allocates nothing like the requested memory")
 		})
