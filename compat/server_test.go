@@ -48,7 +48,9 @@ func startServer(t testing.TB, opts ...kmsapi.Option) *server {
 	require.NoError(t, err)
 	st, err := boltstore.Open(filepath.Join(dir, "kmsring.db"))
 	require.NoError(t, err)
-	logger := audit.New(audit.WithStore(st))
+	mac, err := keyring.AuditMAC(t.Context(), st, rk)
+	require.NoError(t, err)
+	logger := audit.New(audit.WithStore(st), audit.WithMAC(mac))
 	opts = append([]kmsapi.Option{kmsapi.WithAccount(account), kmsapi.WithRegion(region), kmsapi.WithAuditor(logger),
 		kmsapi.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	h, err := kmsapi.New(st, rk, opts...)

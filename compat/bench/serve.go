@@ -52,7 +52,9 @@ func serveKMSRing(dir string) {
 	check(err)
 	defer st.Close()
 	opts := []kmsapi.Option{kmsapi.WithAccount("111122223333"), kmsapi.WithLogger(slog.New(slog.DiscardHandler))}
-	logger := audit.New(audit.WithStore(st))
+	mac, err := keyring.AuditMAC(ctx, st, rk)
+	check(err)
+	logger := audit.New(audit.WithStore(st), audit.WithMAC(mac))
 	defer logger.Close()
 	if os.Getenv("BENCH_AUDIT") != "off" { // off only to measure what the audit log costs
 		opts = append(opts, kmsapi.WithAuditor(logger))
