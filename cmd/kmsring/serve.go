@@ -97,7 +97,10 @@ number of serve processes share the keys.`,
 // checkListenAddr refuses a bad --addr, TLS flags given alone, and
 // listening beyond loopback without TLS.
 func checkListenAddr(addr, certFile, keyFile string) error {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
 	if err != nil {
 		return usageError("--addr %q is not HOST:PORT: %v", addr, err)
 	}
