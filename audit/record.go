@@ -126,11 +126,17 @@ var errorClasses = []struct {
 // ErrorClass returns the stable name of err's class: "KeyNotFound",
 // "KeyDisabled", "KeyPendingDeletion" (a refused use of a key pending
 // deletion, what AWS users alarm on), "Tampered", "UnknownVersion", "VersionDisabled", "VersionDestroyed", "WrongKey",
-// "Malformed", "DecryptFailed", "InvalidArgument", "RootKey", ..., or
-// "Internal" for anything else (a store failure, for one). It is "" for nil.
+// "Malformed", "DecryptFailed", "InvalidArgument", "RootKey", ..., the
+// class an error in err's chain names with an AuditClass() string method
+// (package kmsapi's access denials say "AccessDenied"), or "Internal" for
+// anything else (a store failure, for one). It is "" for nil.
 func ErrorClass(err error) string {
 	if err == nil {
 		return ""
+	}
+	var c interface{ AuditClass() string }
+	if errors.As(err, &c) {
+		return c.AuditClass()
 	}
 	for _, c := range errorClasses {
 		if errors.Is(err, c.err) {

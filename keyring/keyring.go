@@ -158,7 +158,7 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	now := k.now()
 	doc := keyDoc{
 		Format: recordFormat, CreatedAt: now, Current: 1, State: KeyEnabled.String(),
-		Description: c.description, Aliases: sortedAliases(c.aliases),
+		Description: c.description, Policy: c.policy, Aliases: sortedAliases(c.aliases),
 	}
 	if c.period > 0 {
 		doc.RotationPeriod = c.period

@@ -262,12 +262,31 @@ func (k *Keyring) SetDescription(ctx context.Context, d string) error {
 	})
 }
 
+// WithKeyPolicy gives the key a policy at creation, in the same write that
+// creates it (see PutKeyPolicy). New only.
+func WithKeyPolicy(policy string) Option {
+	return func(c *config) {
+		if err := checkPolicy(policy); err != nil {
+			c.errs = append(c.errs, err)
+		}
+		c.policy = policy
+		c.creationOnly = append(c.creationOnly, "WithKeyPolicy")
+	}
+}
+
+// checkPolicy reports a policy PutKeyPolicy and WithKeyPolicy refuse.
+func checkPolicy(policy string) error {
+	if !checkText(policy, MaxPolicySize) || policy != "" && !json.Valid([]byte(policy)) {
+		return fmt.Errorf("%w: a key policy must be a JSON document of at most %d bytes", ErrInvalidArgument, MaxPolicySize)
+	}
+	return nil
+}
+
 // PutKeyPolicy stores the key's policy: a JSON document of at most
 // MaxPolicySize bytes, kept opaque here and authenticated with the key's
 // record (package kmsapi evaluates it). The empty string removes it.
 func (k *Keyring) PutKeyPolicy(ctx context.Context, policy string) error {
-	if !checkText(policy, MaxPolicySize) || policy != "" && !json.Valid([]byte(policy)) {
-		err := fmt.Errorf("%w: a key policy must be a JSON document of at most %d bytes", ErrInvalidArgument, MaxPolicySize)
+	if err := checkPolicy(policy); err != nil {
 		return k.audit(ctx, AuditEvent{Operation: OpPutKeyPolicy, Err: err})
 	}
 	return k.setKeyState(ctx, OpPutKeyPolicy, func(doc *keyDoc, _ time.Time) error {

@@ -148,6 +148,11 @@ func TestKeyDescriptionAndPolicy(t *testing.T) {
 	assert.Equal(t, policy, k.KeyPolicy())
 	require.ErrorIs(t, k.PutKeyPolicy(ctx, "{not json"), keyring.ErrInvalidArgument)
 	assert.Equal(t, policy, k.KeyPolicy(), "a refused policy changes nothing")
+
+	p, _ := newKey(t, keyring.WithKeyPolicy(policy))
+	assert.Equal(t, policy, p.KeyPolicy(), "WithKeyPolicy sets the policy in the creating write")
+	_, err = keyring.New(ctx, keyring.WithKeyPolicy("[1,"))
+	require.ErrorIs(t, err, keyring.ErrInvalidArgument)
 }
 
 func TestLoadOrNew(t *testing.T) {

@@ -19,6 +19,7 @@ type config struct {
 	period         time.Duration
 	aliases        []string
 	description    string
+	policy         string
 	reloadInterval time.Duration
 	auditors       []Auditor
 	// creationOnly names the creation-only options given; Load rejects them.

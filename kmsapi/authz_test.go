@@ -152,3 +152,28 @@ func TestAuditPrincipal(t *testing.T) {
 	}
 	assert.Equal(t, []string{"CreateKey", "GenerateDataKey", "RotateKey"}, ops)
 }
+
+// TestAuditDenial: a request the key policy refuses is audited as
+// AccessDenied under the caller's principal, as CloudTrail records it.
+func TestAuditDenial(t *testing.T) {
+	st := memstore.New()
+	logger := audit.New(audit.WithStore(st))
+	defer logger.Close()
+	e := newEnv(t)
+	e.st = st
+	e.h = e.handler(WithAuditor(logger))
+	admin := e.client(e.h, "ops", true)
+	id, _ := admin.createKey(obj{})
+	bob := e.client(e.h, "bob", false)
+	bob.fail("GenerateDataKey", obj{"KeyId": id, "KeySpec": "AES_256"}, "AccessDeniedException")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, logger.Flush(ctx))
+	recs, _, err := audit.LookupEvents(ctx, st, audit.Query{KeyID: id, Operation: "GenerateDataKey"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "the denial is recorded")
+	assert.Equal(t, "arn:aws:iam::111122223333:user/bob", recs[0].Principal)
+	assert.Equal(t, audit.Failure, recs[0].Outcome)
+	assert.Equal(t, "AccessDenied", recs[0].ErrorClass)
+}

@@ -19,6 +19,10 @@ type apiError struct {
 
 func (e *apiError) Error() string { return "kmsapi: " + e.Type + ": " + e.Message }
 
+// AuditClass names the error in audit records (audit.ErrorClass): AWS's
+// exception name without "Exception", such as "AccessDenied".
+func (e *apiError) AuditClass() string { return strings.TrimSuffix(e.Type, "Exception") }
+
 // status returns the HTTP status AWS KMS answers the exception with.
 func (e *apiError) status() int {
 	switch e.Type {

@@ -254,7 +254,25 @@ func (h *Handler) authorize(ctx context.Context, c *caller, e *keyEntry, action 
 			return nil
 		}
 	}
-	return errAccessDenied(c, action, "on resource: "+e.arn+" because no resource-based policy allows the "+action+" action")
+	err := errAccessDenied(c, action, "on resource: "+e.arn+" because no resource-based policy allows the "+action+" action")
+	h.auditDenial(ctx, e, action, ec, err)
+	return err
+}
+
+// auditDenial records a refused request, as CloudTrail records AWS KMS's
+// AccessDenied calls: the keyring never saw it, so its auditors are told
+// here (with the caller's principal on ctx).
+func (h *Handler) auditDenial(ctx context.Context, e *keyEntry, action string, ec map[string]string, err error) {
+	ev := keyring.AuditEvent{
+		Time:              h.clock.Now().UTC(),
+		Operation:         keyring.Operation(strings.TrimPrefix(action, "kms:")),
+		KeyID:             e.k.ID(),
+		EncryptionContext: ec,
+		Err:               err,
+	}
+	for _, a := range h.auditors {
+		a.Audit(ctx, ev) // a refusal stands whatever the auditor says
+	}
 }
 
 // authorizeAdmin allows what has no key policy to consult (CreateKey) to

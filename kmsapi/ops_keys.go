@@ -97,14 +97,12 @@ func (h *Handler) createKey(ctx context.Context, c *caller, in *createKeyInput) 
 	if in.Description != "" {
 		opts = append(opts, keyring.WithDescription(in.Description))
 	}
+	if in.Policy != nil {
+		opts = append(opts, keyring.WithKeyPolicy(*in.Policy))
+	}
 	k, err := keyring.New(ctx, opts...)
 	if err != nil {
 		return nil, err
-	}
-	if in.Policy != nil {
-		if err := k.PutKeyPolicy(ctx, *in.Policy); err != nil {
-			return nil, err
-		}
 	}
 	h.cache(k)
 	return keyMetadataOutput{h.metadata(k.Cached())}, nil
