@@ -137,8 +137,14 @@ func (b *Bus) Audit(_ context.Context, e keyring.AuditEvent) error {
 	return nil
 }
 
-// Overdue publishes an EventRotationOverdue for md. Its signature fits
-// rotation.WithOverdue.
+// Overdue publishes an EventRotationOverdue for md, dated md.ReadAt (when
+// the scheduler read the metadata it found overdue, on the keyring's
+// clock, as rotation events are), or now if md was not read from a
+// keyring. Its signature fits rotation.WithOverdue.
 func (b *Bus) Overdue(md keyring.Metadata) {
-	b.Publish(Event{Type: EventRotationOverdue, KeyID: md.KeyID, Time: time.Now().UTC(), Version: md.CurrentVersion, NextRotationAt: md.NextRotationAt})
+	at := md.ReadAt
+	if at.IsZero() {
+		at = time.Now().UTC()
+	}
+	b.Publish(Event{Type: EventRotationOverdue, KeyID: md.KeyID, Time: at, Version: md.CurrentVersion, NextRotationAt: md.NextRotationAt})
 }

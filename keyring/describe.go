@@ -32,6 +32,7 @@ func (k *Keyring) Cached() Metadata {
 		RotationPeriod:  k.doc.RotationPeriod,
 		LastRotatedAt:   k.doc.LastRotatedAt,
 		NextRotationAt:  k.doc.NextRotationAt,
+		ReadAt:          k.now(),
 	}
 	for i, v := range k.versions {
 		md.Versions[i] = v.Version

@@ -77,6 +77,7 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -99,6 +100,7 @@ type Keyring struct {
 	clock          Clock
 	reloadInterval time.Duration
 	auditors       []Auditor
+	logger         *slog.Logger // nil: slog.Default()
 
 	mu       sync.RWMutex
 	rec      store.Record
@@ -281,6 +283,7 @@ func newKeyring(u uuid.UUID, c *config, sk *storeKeys) *Keyring {
 		clock:          c.clock,
 		reloadInterval: c.reloadInterval,
 		auditors:       c.auditors,
+		logger:         c.logger,
 	}
 }
 

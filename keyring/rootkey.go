@@ -1,21 +1,19 @@
 package keyring
 
 import (
-	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/kmsring/kmsring/store"
 	"github.com/tink-crypto/tink-go/v2/tink"
-	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -32,7 +30,8 @@ const RootKeySize = chacha20poly1305.KeySize
 // NewRootKey returns a root key that wraps under a local 32-byte key with
 // XChaCha20-Poly1305 and a random 24-byte nonce per call, so it has no
 // practical limit on the number of calls. Its ciphertext is nonce || sealed.
-// The key is copied. The AEAD is safe for concurrent use.
+// The key is copied. The AEAD is safe for concurrent use, and prints (fmt,
+// slog, JSON) as "keyring.RootKey(local)", never its key.
 func NewRootKey(key []byte) (tink.AEAD, error) {
 	if len(key) != RootKeySize {
 		return nil, fmt.Errorf("%w: root key must be %d bytes, not %d", ErrInvalidArgument, RootKeySize, len(key))
@@ -41,10 +40,13 @@ func NewRootKey(key []byte) (tink.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return localRootKey{aead}, nil
+	return localRootKey{redacted{"keyring.RootKey(local)"}, aead}, nil
 }
 
-type localRootKey struct{ aead cipher.AEAD }
+type localRootKey struct {
+	redacted
+	aead cipher.AEAD
+}
 
 func (r localRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
 	out := make([]byte, r.aead.NonceSize(), r.aead.NonceSize()+len(plaintext)+r.aead.Overhead())
@@ -129,156 +131,31 @@ func ReadRootKeyFile(path string) (tink.AEAD, error) {
 	return NewRootKey(key)
 }
 
-// Argon2Params are the argon2id parameters of a passphrase root key.
-type Argon2Params struct {
-	Time    uint32 // passes over memory
-	Memory  uint32 // KiB
-	Threads uint8
-}
-
-// DefaultArgon2Params is RFC 9106's second recommended option: 3 passes over
-// 64 MiB with 4 lanes.
-var DefaultArgon2Params = Argon2Params{Time: 3, Memory: 64 << 10, Threads: 4}
-
-// Limits on parameters read back from a store, so that a tampered record
-// cannot make a process spend unbounded time or memory.
-const (
-	maxArgon2Time   = 64
-	maxArgon2Memory = 4 << 20 // 4 GiB
-)
-
-func (p Argon2Params) check() error {
-	if p.Time < 1 || p.Time > maxArgon2Time || p.Memory < 8*uint32(max(p.Threads, 1)) || p.Memory > maxArgon2Memory || p.Threads < 1 {
-		return fmt.Errorf("%w: argon2id parameters %+v out of range", ErrInvalidArgument, p)
-	}
-	return nil
-}
-
-// passphraseFormat opens every ciphertext of a passphrase root key:
-//
-//	0x01 || time (uint32) || memory KiB (uint32) || threads (uint8) || salt (16) || nonce (24) || sealed
-//
-// The parameters and salt travel with each ciphertext, so a store needs
-// nothing else to be opened with the passphrase, and they are bound as
-// associated data.
-const (
-	passphraseFormat     = 0x01
-	passphraseSaltSize   = 16
-	passphraseHeaderSize = 1 + 4 + 4 + 1 + passphraseSaltSize
-	maxDerivedKeys       = 16
-)
-
-// NewPassphraseRootKey returns a root key derived from a passphrase with
-// argon2id. Each instance draws a random salt and derives its key once, up
-// front; ciphertexts carry the salt and parameters they were made with, and
-// decrypting one made by another instance derives (and caches) its key. A
-// wrong passphrase makes Load fail with ErrRootKey. The AEAD is safe for
-// concurrent use.
-func NewPassphraseRootKey(passphrase []byte, p Argon2Params) (tink.AEAD, error) {
-	if len(passphrase) == 0 {
-		return nil, fmt.Errorf("%w: empty passphrase", ErrInvalidArgument)
-	}
-	if err := p.check(); err != nil {
-		return nil, err
-	}
-	r := &passphraseRootKey{passphrase: bytes.Clone(passphrase), derived: make(map[string]cipher.AEAD)}
-	r.header = append(r.header, passphraseFormat)
-	r.header = binary.BigEndian.AppendUint32(r.header, p.Time)
-	r.header = binary.BigEndian.AppendUint32(r.header, p.Memory)
-	r.header = append(r.header, p.Threads)
-	r.header = append(r.header, randomBytes(passphraseSaltSize)...)
-	var err error
-	if r.aead, err = r.derive(p, r.header[passphraseHeaderSize-passphraseSaltSize:]); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-type passphraseRootKey struct {
-	passphrase []byte
-	header     []byte // this instance's format, parameters and salt
-	aead       cipher.AEAD
-
-	mu      sync.Mutex
-	derived map[string]cipher.AEAD // by header, for other instances' ciphertexts
-}
-
-func (r *passphraseRootKey) derive(p Argon2Params, salt []byte) (cipher.AEAD, error) {
-	key := argon2.IDKey(r.passphrase, salt, p.Time, p.Memory, p.Threads, chacha20poly1305.KeySize)
-	defer clear(key)
-	return chacha20poly1305.NewX(key)
-}
-
-func (r *passphraseRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
-	out := make([]byte, passphraseHeaderSize+chacha20poly1305.NonceSizeX, passphraseHeaderSize+chacha20poly1305.NonceSizeX+len(plaintext)+chacha20poly1305.Overhead)
-	copy(out, r.header)
-	nonce := out[passphraseHeaderSize:]
-	rand.Read(nonce)
-	ad := append(bytes.Clone(r.header), associatedData...)
-	return r.aead.Seal(out, nonce, plaintext, ad), nil
-}
-
-func (r *passphraseRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	if len(ciphertext) < passphraseHeaderSize+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead || ciphertext[0] != passphraseFormat {
-		return nil, errRootOpen
-	}
-	header := ciphertext[:passphraseHeaderSize]
-	aead := r.aead
-	if !bytes.Equal(header, r.header) {
-		var err error
-		if aead, err = r.derivedFor(header); err != nil {
-			return nil, err
-		}
-	}
-	nonce := ciphertext[passphraseHeaderSize : passphraseHeaderSize+chacha20poly1305.NonceSizeX]
-	ad := append(bytes.Clone(header), associatedData...)
-	pt, err := aead.Open(nil, nonce, ciphertext[passphraseHeaderSize+chacha20poly1305.NonceSizeX:], ad)
-	if err != nil {
-		return nil, errRootOpen
-	}
-	return pt, nil
-}
-
-func (r *passphraseRootKey) derivedFor(header []byte) (cipher.AEAD, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if aead, ok := r.derived[string(header)]; ok {
-		return aead, nil
-	}
-	p := Argon2Params{
-		Time:    binary.BigEndian.Uint32(header[1:]),
-		Memory:  binary.BigEndian.Uint32(header[5:]),
-		Threads: header[9],
-	}
-	if err := p.check(); err != nil {
-		return nil, errRootOpen
-	}
-	aead, err := r.derive(p, header[passphraseHeaderSize-passphraseSaltSize:])
-	if err != nil {
-		return nil, err
-	}
-	if len(r.derived) >= maxDerivedKeys {
-		clear(r.derived)
-	}
-	r.derived[string(header)] = aead
-	return aead, nil
-}
-
 // RootKeys returns a root key that encrypts with primary and decrypts with
 // the first of primary and others that succeeds: what every process needs
-// while RotateRootKey moves a store from an old root key to a new one.
+// while RotateRootKey moves a store from an old root key to a new one. It
+// prints (fmt, slog, JSON) as the list of its keys' printed forms, and the
+// type names of root keys from other packages, never their contents.
 func RootKeys(primary tink.AEAD, others ...tink.AEAD) tink.AEAD {
-	return rootKeyList(append([]tink.AEAD{primary}, others...))
+	keys := append([]tink.AEAD{primary}, others...)
+	names := make([]string, len(keys))
+	for i, rk := range keys {
+		names[i] = describe(rk)
+	}
+	return rootKeyList{redacted{"keyring.RootKeys(" + strings.Join(names, ", ") + ")"}, keys}
 }
 
-type rootKeyList []tink.AEAD
+type rootKeyList struct {
+	redacted
+	keys []tink.AEAD
+}
 
 func (l rootKeyList) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
-	return l[0].Encrypt(plaintext, associatedData)
+	return l.keys[0].Encrypt(plaintext, associatedData)
 }
 
 func (l rootKeyList) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	for _, rk := range l {
+	for _, rk := range l.keys {
 		if pt, err := rk.Decrypt(ciphertext, associatedData); err == nil {
 			return pt, nil
 		}

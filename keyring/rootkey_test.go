@@ -22,8 +22,9 @@ import (
 // store.
 type durable struct{ store.Store }
 
-// fast argon2id parameters for tests; production uses the defaults.
-var testArgon2 = keyring.Argon2Params{Time: 1, Memory: 64, Threads: 1}
+// the cheapest argon2id parameters allowed, for tests; production uses the
+// defaults.
+var testArgon2 = keyring.Argon2Params{Time: keyring.MinArgon2Time, Memory: keyring.MinArgon2Memory, Threads: 1}
 
 func TestPersistentStoreNeedsRootKey(t *testing.T) {
 	ctx := t.Context()
