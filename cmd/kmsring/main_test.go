@@ -29,6 +29,11 @@ func TestMain(m *testing.M) {
 // waiting: a fake clock set that far ahead of now.
 const envClockOffset = "KMSRING_TEST_CLOCK_OFFSET"
 
+// envRefresh, in the test binary only, sets how often serve reads the
+// store's key list again (a duration), so that scripts see a key created
+// by another process join the rotation scheduler without waiting a minute.
+const envRefresh = "KMSRING_TEST_REFRESH_INTERVAL"
+
 func init() {
 	testClock = func() keyring.Clock {
 		d, err := time.ParseDuration(os.Getenv(envClockOffset))
@@ -36,6 +41,9 @@ func init() {
 			return nil
 		}
 		return clockwork.NewFakeClockAt(time.Now().Add(d))
+	}
+	if d, err := time.ParseDuration(os.Getenv(envRefresh)); err == nil && d > 0 {
+		serveRefresh = d
 	}
 }
 
@@ -48,6 +56,7 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata",
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("HOME", filepath.Join(e.WorkDir, "home"))
+			e.Values[procsKey{}] = &procs{m: map[string]*proc{}}
 			if os.Getenv(pgtest.Env) != "" {
 				e.Setenv("PGSTORE", pgtest.DSN(t))
 			}
@@ -62,6 +71,11 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"jsonfield": cmdJSONField,
 			"exits":     cmdExits,
+			"start":     cmdStart,
+			"halt":      cmdHalt,
+			"waitline":  cmdWaitline,
+			"kmscall":   cmdKMSCall,
+			"gencert":   cmdGenCert,
 		},
 	})
 }
@@ -119,7 +133,7 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 
 // scriptEnv lists the variables cmdExits passes on from the script. The
 // command is found on the test's PATH, where testscript.Main put kmsring.
-var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset}
+var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh}
 
 // cmdExits implements "exits N COMMAND ARGS...": it runs the command and
 // asserts that it exits with status N and, when N is not 0, that it wrote
@@ -132,11 +146,7 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	want, err := strconv.Atoi(args[0])
 	ts.Check(err)
 	cmd := exec.Command(args[1], args[2:]...)
-	for _, k := range scriptEnv {
-		if v := ts.Getenv(k); v != "" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
+	cmd.Env = scriptEnviron(ts)
 	cmd.Dir = ts.MkAbs(".")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -13,6 +13,7 @@ import (
 	"github.com/kmsring/kmsring/audit"
 	"github.com/kmsring/kmsring/envelope"
 	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/kmsapi"
 	"github.com/kmsring/kmsring/store"
 	"github.com/spf13/cobra"
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -104,6 +105,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 		&cobra.Group{ID: "files", Title: "Files (envelopes):"},
 		&cobra.Group{ID: "versions", Title: "Key versions (kmsring's own):"},
 		&cobra.Group{ID: "audit", Title: "Audit:"},
+		&cobra.Group{ID: "endpoint", Title: "The AWS KMS-compatible endpoint:"},
 	)
 	for _, c := range a.commands() {
 		root.AddCommand(c)
@@ -121,6 +123,8 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.cryptoCommands()...)
 	cs = append(cs, a.fileCommands()...)
 	cs = append(cs, a.auditCommand())
+	cs = append(cs, a.serveCommand(), a.createAccessKeyCommand())
+	cs = append(cs, a.policyCommands()...)
 	return cs
 }
 
@@ -197,6 +201,7 @@ var exceptions = []struct {
 	{keyring.ErrVersionDisabled, "KMSInvalidStateException"},
 	{keyring.ErrVersionDestroyed, "KMSInvalidStateException"},
 	{keyring.ErrInvalidArgument, "ValidationException"},
+	{kmsapi.ErrMalformedPolicy, "MalformedPolicyDocumentException"},
 }
 
 func exceptionName(err error) string {

@@ -118,6 +118,9 @@ func (a *app) openBolt(create bool) error {
 		}
 	}
 	st, err := boltstore.Open(path)
+	if errors.Is(err, boltstore.ErrLocked) {
+		return fmt.Errorf("%w (an embedded store opens in one process at a time: if kmsring serve holds it, stop serve or go through the endpoint; keep the keys in PostgreSQL, --store postgres://..., to use these commands while serve runs)", err)
+	}
 	if err != nil {
 		return err
 	}
