@@ -184,7 +184,7 @@ somewhere else to detect a later truncation of the log.`,
 		} else if err != nil {
 			return err
 		}
-		v, err := audit.Verify(ctx, a.st)
+		v, err := audit.Verify(ctx, a.st, audit.VerifyWithMAC(a.mac))
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"regexp"
@@ -33,6 +34,7 @@ type app struct {
 	stDesc string // the store as the user named it, for messages
 	rk     tink.AEAD
 	log    *audit.Logger
+	mac    func() hash.Hash // the store's audit chain key (keyring.AuditMAC)
 	opened bool
 	// created lists the files this invocation created, and createdNote
 	// says so; create-key reports them once the key exists.

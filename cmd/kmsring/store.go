@@ -81,7 +81,16 @@ func (a *app) open(ctx context.Context, create bool) error {
 		a.st = nil
 		return err
 	}
-	a.log = audit.New(audit.WithStore(a.st))
+	// The audit chain is keyed by the store's audit key, which only the
+	// root key unwraps (on a store with no keys yet, this makes it).
+	mac, err := keyring.AuditMAC(ctx, a.st, a.rk)
+	if err != nil {
+		a.st.Close()
+		a.st = nil
+		return a.explain(err)
+	}
+	a.mac = mac
+	a.log = audit.New(audit.WithStore(a.st), audit.WithMAC(mac))
 	a.opened = true
 	return nil
 }
