@@ -16,8 +16,7 @@ import (
 // fails with an error wrapping store.ErrExists if the alias belongs to
 // another key; adding an alias the key has does nothing.
 func (k *Keyring) AddAlias(ctx context.Context, name string) error {
-	if !aliasRE.MatchString(name) {
-		err := fmt.Errorf("%w: invalid alias %q", ErrInvalidArgument, name)
+	if err := checkAlias(name); err != nil {
 		return k.audit(ctx, AuditEvent{Operation: OpAddAlias, Alias: name, Err: err})
 	}
 	err := k.mutateAliases(ctx, string(OpAddAlias), func(aliases *[]string, doc *keyDoc, _ []*version, _ time.Time) ([]*version, error) {
@@ -54,6 +53,16 @@ func (k *Keyring) RemoveAlias(ctx context.Context, name string) error {
 		err = nil
 	}
 	return k.audit(ctx, AuditEvent{Operation: OpRemoveAlias, Alias: name, Err: err})
+}
+
+// HasAlias reports whether name is one of the key's aliases, as this handle
+// last saw its authenticated record (the store's alias index is not
+// trusted: a caller that resolved name through the store checks here that
+// the key claims it).
+func (k *Keyring) HasAlias(name string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return slices.Contains(k.doc.Aliases, name)
 }
 
 // AliasEntry is one alias and the key it names.
@@ -115,8 +124,8 @@ func ListAliases(ctx context.Context, st store.Store, opts ...Option) ([]AliasEn
 // what it made. Creation-only options (WithRotationPeriod, WithDescription,
 // WithAlias for further aliases) apply only when it creates.
 func LoadOrNew(ctx context.Context, alias string, opts ...Option) (k *Keyring, created bool, err error) {
-	if !aliasRE.MatchString(alias) {
-		return nil, false, fmt.Errorf("%w: invalid alias %q", ErrInvalidArgument, alias)
+	if err := checkAlias(alias); err != nil {
+		return nil, false, err
 	}
 	c, err := newConfig(opts)
 	if err != nil {

@@ -202,3 +202,16 @@ func TestListAliases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []keyring.AliasEntry{{"alias/a", a.ID()}, {"alias/b", a.ID()}, {"alias/c", b.ID()}}, got)
 }
+
+func TestAliasSyntax(t *testing.T) {
+	ctx := t.Context()
+	k, _ := newKey(t)
+	for _, bad := range []string{"orders", "alias/", "alias/no spaces", "alias/aws/s3"} {
+		err := k.AddAlias(ctx, bad)
+		require.ErrorIs(t, err, keyring.ErrInvalidArgument, bad)
+		assert.Contains(t, err.Error(), "alias/", "the message says what an alias looks like")
+		_, err = keyring.New(ctx, keyring.WithAlias(bad))
+		require.ErrorIs(t, err, keyring.ErrInvalidArgument, bad)
+	}
+	require.NoError(t, k.AddAlias(ctx, "alias/team/orders_v2-x"))
+}

@@ -184,7 +184,7 @@ func (k *Keyring) wrapAEAD(v *version) (cipher.AEAD, error) {
 		}
 		material, err := k.root.Decrypt(v.wrapped, materialAD(k.bid, v.Number))
 		if err != nil {
-			v.err = fmt.Errorf("%w: key %s version %d: %w", ErrRootKey, k.id, v.Number, err)
+			v.err = rootKeyError(err, "key %s version %d", k.id, v.Number)
 			return
 		}
 		defer clear(material)

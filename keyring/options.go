@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/kmsring/kmsring/store"
@@ -92,13 +93,25 @@ func WithRotationPeriod(d time.Duration) Option {
 
 var aliasRE = regexp.MustCompile(`^alias/[A-Za-z0-9/_-]{1,250}$`)
 
+// checkAlias reports why name is not a valid alias, if it is not.
+func checkAlias(name string) error {
+	switch {
+	case !aliasRE.MatchString(name):
+		return fmt.Errorf("%w: invalid alias %q: an alias is alias/ followed by 1 to 250 letters, digits, '/', '_' or '-'", ErrInvalidArgument, name)
+	case strings.HasPrefix(name, "alias/aws/"):
+		return fmt.Errorf("%w: invalid alias %q: alias/aws/ is reserved, as in AWS KMS", ErrInvalidArgument, name)
+	}
+	return nil
+}
+
 // WithAlias gives the key an alias at creation, such as "alias/orders". An
 // alias is "alias/" followed by 1 to 250 letters, digits, '/', '_' or '-',
-// and is unique in its store. New only.
+// and is unique in its store; "alias/aws/..." is reserved, as in AWS KMS.
+// New only.
 func WithAlias(name string) Option {
 	return func(c *config) {
-		if !aliasRE.MatchString(name) {
-			c.fail("invalid alias %q", name)
+		if err := checkAlias(name); err != nil {
+			c.errs = append(c.errs, err)
 		}
 		c.aliases = append(c.aliases, name)
 		c.creationOnly = append(c.creationOnly, "WithAlias")

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -210,20 +209,6 @@ func chainNext(prev digest, n uint32, data []byte) digest {
 	h.Write(hdr[:])
 	h.Write(data)
 	return digest(h.Sum(nil))
-}
-
-// checkAliases reports whether aliases is a valid, sorted, duplicate-free
-// alias list.
-func checkAliases(aliases []string) bool {
-	if len(aliases) > maxAliases || !slices.IsSorted(aliases) {
-		return false
-	}
-	for i, a := range aliases {
-		if !aliasRE.MatchString(a) || i > 0 && aliases[i-1] == a {
-			return false
-		}
-	}
-	return true
 }
 
 // checkText reports whether s is valid UTF-8 of at most max bytes.

@@ -56,6 +56,16 @@ func (r localRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) 
 
 var errRootOpen = errors.New("keyring: root key: message authentication failed")
 
+// rootKeyError is ErrRootKey saying what did not unwrap, with the root
+// key's own error when it says more than that authentication failed (a
+// remote KMS's answer, ErrArgon2Params).
+func rootKeyError(err error, format string, args ...any) error {
+	if errors.Is(err, errRootOpen) {
+		return fmt.Errorf("%w: "+format, append([]any{ErrRootKey}, args...)...)
+	}
+	return fmt.Errorf("%w: "+format+": %w", append(append([]any{ErrRootKey}, args...), err)...)
+}
+
 func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
 	n := r.aead.NonceSize()
 	if len(ciphertext) < n+r.aead.Overhead() {

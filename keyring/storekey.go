@@ -181,7 +181,7 @@ func unwrapStoreKey(rec store.Record, rk tink.AEAD) (*storeKeys, error) {
 	}
 	sk, err := rk.Decrypt(doc.Key, []byte(storeKeyAD))
 	if err != nil {
-		return nil, fmt.Errorf("%w: the store's key is wrapped under another root key (or its record %s was altered): %w", ErrRootKey, storeRecordID, err)
+		return nil, rootKeyError(err, "the store's key is wrapped under another root key (or its record %s was altered)", storeRecordID)
 	}
 	defer clear(sk)
 	if len(sk) != storeKeySize {
@@ -222,7 +222,7 @@ func rewrapStoreKey(ctx context.Context, st store.Store, from, to tink.AEAD) (bo
 		}
 		sk, err := from.Decrypt(doc.Key, []byte(storeKeyAD))
 		if err != nil {
-			return false, fmt.Errorf("%w: the store key (record %s): %w", ErrRootKey, storeRecordID, err)
+			return false, rootKeyError(err, "the store key (record %s)", storeRecordID)
 		}
 		doc.Key, err = to.Encrypt(sk, []byte(storeKeyAD))
 		clear(sk)

@@ -2,6 +2,7 @@ package kmsapi
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -176,4 +177,67 @@ func TestAuditDenial(t *testing.T) {
 	assert.Equal(t, "arn:aws:iam::111122223333:user/bob", recs[0].Principal)
 	assert.Equal(t, audit.Failure, recs[0].Outcome)
 	assert.Equal(t, "AccessDenied", recs[0].ErrorClass)
+}
+
+// TestAuditReads: reads the keyring does not audit itself (DescribeKey,
+// ListKeys, ...) are recorded with the key they resolved, and an operation
+// has one name in the log whether it succeeded or was refused.
+func TestAuditReads(t *testing.T) {
+	st := memstore.New()
+	logger := audit.New(audit.WithStore(st))
+	defer logger.Close()
+	e := newEnv(t)
+	e.st = st
+	e.h = e.handler(WithAuditor(logger))
+	admin := e.client(e.h, "ops", true)
+	id, _ := admin.createKey(obj{})
+	admin.do("CreateAlias", obj{"AliasName": "alias/reads", "TargetKeyId": id})
+	admin.do("DescribeKey", obj{"KeyId": "alias/reads"})
+	admin.do("GetKeyRotationStatus", obj{"KeyId": id})
+	admin.do("ListKeyRotations", obj{"KeyId": id})
+	admin.do("GetKeyPolicy", obj{"KeyId": id, "PolicyName": "default"})
+	admin.do("ListKeys", obj{})
+	admin.fail("DescribeKey", obj{"KeyId": "alias/none"}, "NotFoundException")
+	bob := e.client(e.h, "bob", false)
+	bob.fail("RotateKeyOnDemand", obj{"KeyId": id}, "AccessDeniedException")
+	admin.do("RotateKeyOnDemand", obj{"KeyId": id})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, logger.Flush(ctx))
+	recs, _, err := audit.LookupEvents(ctx, st, audit.Query{})
+	require.NoError(t, err)
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Operation+"/"+r.Outcome+"/"+strconv.FormatBool(r.KeyID == id))
+	}
+	assert.Equal(t, []string{
+		"CreateKey/success/true", "AddAlias/success/true", "DescribeKey/success/true",
+		"GetKeyRotationStatus/success/true", "ListKeyRotations/success/true", "GetKeyPolicy/success/true",
+		"ListKeys/success/false", "DescribeKey/failure/false",
+		"RotateKey/failure/true", "RotateKey/success/true",
+	}, got)
+}
+
+// TestRedirectedAliasRefused: someone who can write the store points
+// alias/a at key B in the store's alias index; the endpoint must not
+// answer for B when asked for alias/a.
+func TestRedirectedAliasRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a, _ := e.admin.createKey(obj{})
+	b, _ := e.admin.createKey(obj{})
+	e.admin.do("CreateAlias", obj{"AliasName": "alias/a", "TargetKeyId": a})
+	fresh := e.handler() // another process, nothing cached
+	move := func(id string, aliases []string) {
+		rec, err := e.st.Get(ctx, id)
+		require.NoError(t, err)
+		rec.Aliases = aliases
+		_, err = e.st.Update(ctx, rec, nil)
+		require.NoError(t, err)
+	}
+	move(a, nil)
+	move(b, []string{"alias/a"})
+	msg := e.client(fresh, "root2", true).fail("DescribeKey", obj{"KeyId": "alias/a"}, "KMSInternalException")
+	assert.NotContains(t, msg, b, "nothing about key B is returned")
 }

@@ -1,6 +1,7 @@
 package kmsapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -207,7 +208,65 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 		return nil, errUnsupported(fmt.Sprintf("%s is not supported by this endpoint", truncate(name)))
 	}
 	c := &caller{key: ak, arn: ak.ARN(h.account)}
-	return op(h, audit.WithPrincipal(r.Context(), c.arn), c, body)
+	ctx := audit.WithPrincipal(r.Context(), c.arn)
+	if !unaudited[name] {
+		return op(h, ctx, c, body)
+	}
+	// The keyring audits what it does; reads it is not asked to do are
+	// audited here, as CloudTrail records them, with the key they resolved.
+	note := &auditNote{}
+	resp, err := op(h, context.WithValue(ctx, auditNoteKey{}, note), c, body)
+	if !isAccessDenied(err) { // denials are audited where they are decided
+		h.audit(ctx, name, note.keyID, nil, err)
+	}
+	return resp, err
+}
+
+// unaudited are the operations no keyring call audits.
+var unaudited = map[string]bool{
+	"DescribeKey": true, "ListKeys": true, "ListAliases": true, "GenerateRandom": true,
+	"GetKeyRotationStatus": true, "ListKeyRotations": true, "GetKeyPolicy": true,
+}
+
+// auditNote carries the key an unaudited operation resolved back to serve.
+type auditNote struct{ keyID string }
+
+type auditNoteKey struct{}
+
+// noteKey records the key a request resolved, for its audit record.
+func noteKey(ctx context.Context, keyID string) {
+	if n, ok := ctx.Value(auditNoteKey{}).(*auditNote); ok {
+		n.keyID = keyID
+	}
+}
+
+// auditOps maps API actions to the keyring's audit vocabulary where they
+// differ, so that one operation has one name in the log whichever face
+// (and whichever outcome) recorded it.
+var auditOps = map[string]keyring.Operation{
+	"RotateKeyOnDemand": keyring.OpRotateKey,
+	"CreateAlias":       keyring.OpAddAlias,
+	"UpdateAlias":       keyring.OpAddAlias,
+	"DeleteAlias":       keyring.OpRemoveAlias,
+}
+
+// audit sends the handler's auditors a record of a request the keyring did
+// not record itself: a denial, or an operation in unaudited. The outcome
+// stands whatever an auditor says.
+func (h *Handler) audit(ctx context.Context, action, keyID string, ec map[string]string, err error) {
+	op, ok := auditOps[action]
+	if !ok {
+		op = keyring.Operation(action)
+	}
+	ev := keyring.AuditEvent{Time: h.clock.Now().UTC(), Operation: op, KeyID: keyID, EncryptionContext: ec, Err: err}
+	for _, a := range h.auditors {
+		a.Audit(ctx, ev)
+	}
+}
+
+func isAccessDenied(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae) && ae.Type == "AccessDeniedException"
 }
 
 // readBody reads the request body, refusing one larger than limit.

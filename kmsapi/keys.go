@@ -114,12 +114,31 @@ func (h *Handler) resolve(ctx context.Context, keyID string) (*keyEntry, error) 
 	if err != nil {
 		return nil, err
 	}
-	if alias != "" {
-		if id, err = h.resolveAlias(ctx, alias); err != nil {
+	if alias == "" {
+		noteKey(ctx, id)
+		return h.entry(ctx, id)
+	}
+	if id, err = h.resolveAlias(ctx, alias); err != nil {
+		return nil, err
+	}
+	noteKey(ctx, id)
+	e, err := h.entry(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !e.k.HasAlias(alias) {
+		// The store's alias index names a key whose authenticated record
+		// does not claim the alias: moved meanwhile, or tampered with.
+		// Re-read once before refusing.
+		h.forgetAlias(alias)
+		if err := e.k.Refresh(ctx); err != nil {
 			return nil, err
 		}
+		if !e.k.HasAlias(alias) {
+			return nil, fmt.Errorf("%w: the store maps %s to key %s, which does not have that alias", keyring.ErrTampered, alias, id)
+		}
 	}
-	return h.entry(ctx, id)
+	return e, nil
 }
 
 // resolveAlias returns the key ID an alias names, reading the store when
@@ -255,24 +274,8 @@ func (h *Handler) authorize(ctx context.Context, c *caller, e *keyEntry, action 
 		}
 	}
 	err := errAccessDenied(c, action, "on resource: "+e.arn+" because no resource-based policy allows the "+action+" action")
-	h.auditDenial(ctx, e, action, ec, err)
+	h.audit(ctx, strings.TrimPrefix(action, "kms:"), e.k.ID(), ec, err)
 	return err
-}
-
-// auditDenial records a refused request, as CloudTrail records AWS KMS's
-// AccessDenied calls: the keyring never saw it, so its auditors are told
-// here (with the caller's principal on ctx).
-func (h *Handler) auditDenial(ctx context.Context, e *keyEntry, action string, ec map[string]string, err error) {
-	ev := keyring.AuditEvent{
-		Time:              h.clock.Now().UTC(),
-		Operation:         keyring.Operation(strings.TrimPrefix(action, "kms:")),
-		KeyID:             e.k.ID(),
-		EncryptionContext: ec,
-		Err:               err,
-	}
-	for _, a := range h.auditors {
-		a.Audit(ctx, ev) // a refusal stands whatever the auditor says
-	}
 }
 
 // authorizeAdmin allows what has no key policy to consult (CreateKey) to

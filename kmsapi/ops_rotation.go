@@ -88,8 +88,12 @@ func (h *Handler) getKeyRotationStatus(ctx context.Context, c *caller, in *keyID
 	if err != nil {
 		return nil, err
 	}
-	out := rotationStatusOutput{KeyRotationEnabled: md.RotationEnabled, KeyId: e.arn}
-	if md.RotationEnabled {
+	// As AWS KMS: a key pending deletion reads as not rotating (its rotation
+	// is paused; cancelling the deletion restores the status). KeyId is the
+	// key ID, as the AWS CLI shows it.
+	enabled := md.RotationEnabled && md.KeyState != keyring.KeyPendingDeletion
+	out := rotationStatusOutput{KeyRotationEnabled: enabled, KeyId: e.k.ID()}
+	if enabled {
 		out.RotationPeriodInDays = periodDays(md.RotationPeriod)
 		out.NextRotationDate = epochOf(md.NextRotationAt)
 	}

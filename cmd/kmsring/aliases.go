@@ -29,9 +29,9 @@ func (a *app) listAliasesCommand() *cobra.Command {
 	c.Flags().StringVar(&ref, "key-id", "", "only the aliases of this key")
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		out := listAliasesOutput{Aliases: []aliasListEntry{}}
-		if err := a.open(ctx, false); errors.Is(err, errNoStore) && ref == "" {
+		if err := a.open(ctx, false); a.emptyStore(err) && ref == "" {
 			return a.print(out)
-		} else if err != nil && !errors.Is(err, errNoStore) {
+		} else if err != nil && !a.emptyStore(err) {
 			return err
 		}
 		var only string

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -81,7 +80,7 @@ names it: CreateKey, GenerateDataKey, Decrypt, RotateKey, EnableKeyRotation,
 			return usageError("--max-items must not be negative")
 		}
 		out := lookupOutput{Events: []auditEvent{}}
-		if err := a.open(ctx, false); errors.Is(err, errNoStore) {
+		if err := a.open(ctx, false); a.emptyStore(err) {
 			return a.print(out)
 		} else if err != nil {
 			return err
@@ -179,7 +178,7 @@ somewhere else to detect a later truncation of the log.`,
 		Args:    cobra.NoArgs,
 	}
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
-		if err := a.open(ctx, false); errors.Is(err, errNoStore) {
+		if err := a.open(ctx, false); a.emptyStore(err) {
 			return a.print(verifyOutput{Verified: true})
 		} else if err != nil {
 			return err

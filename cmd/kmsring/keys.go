@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/spf13/cobra"
@@ -117,7 +116,7 @@ func (a *app) listKeysCommand() *cobra.Command {
 	}
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		out := listKeysOutput{Keys: []keyListEntry{}}
-		if err := a.open(ctx, false); errors.Is(err, errNoStore) {
+		if err := a.open(ctx, false); a.emptyStore(err) {
 			return a.print(out)
 		} else if err != nil {
 			return err

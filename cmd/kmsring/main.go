@@ -98,5 +98,15 @@ func opError(err error) error {
 // oneLine joins the lines of a message (errors.Join makes several) so that
 // every failure is one line on standard error.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+	// cobra's suggestion for a mistyped command spans lines of its own.
+	if msg, alts, ok := strings.Cut(s, "\n\nDid you mean this?\n"); ok {
+		s = msg + " (did you mean " + strings.Join(strings.Fields(alts), " or ") + "?)"
+	}
+	var lines []string
+	for l := range strings.Lines(s) {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
 }

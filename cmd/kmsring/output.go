@@ -145,8 +145,11 @@ func (a *app) keyMetadata(md keyring.Metadata) keyMetadata {
 }
 
 func (a *app) rotationStatus(md keyring.Metadata) rotationStatus {
-	s := rotationStatus{KeyRotationEnabled: md.RotationEnabled, KeyId: md.KeyID}
-	if md.RotationEnabled {
+	// As AWS KMS: a key pending deletion reads as not rotating (its rotation
+	// is paused; cancelling the deletion restores the status).
+	enabled := md.RotationEnabled && md.KeyState != keyring.KeyPendingDeletion
+	s := rotationStatus{KeyRotationEnabled: enabled, KeyId: md.KeyID}
+	if enabled {
 		s.RotationPeriodInDays = int(md.RotationPeriod / daysDuration(1))
 		s.NextRotationDate = awsTime(md.NextRotationAt)
 	}

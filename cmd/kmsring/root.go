@@ -27,6 +27,7 @@ type app struct {
 
 	// global flags
 	storeURL, rootKeyPath, output, region, account string
+	defaultStore                                   bool // storeURL is the default location
 	binaryFormat                                   string
 
 	// opened on first use by a command

@@ -37,6 +37,13 @@ func defaultPath(name string) (string, error) {
 	return filepath.Join(dir, defaultDir, name), nil
 }
 
+// emptyStore reports whether err says the default store does not exist
+// yet, which reading commands answer as an empty store (as aws kms answers
+// a new account). A store named with --store or KMSRING_STORE that does not
+// exist is a mistake (a typo, a wrong directory), not an empty store: they
+// fail with err rather than answer "no keys" or "verified".
+func (a *app) emptyStore(err error) bool { return errors.Is(err, errNoStore) && a.defaultStore }
+
 // errNoStore reports that the embedded store file does not exist yet. The
 // commands that read treat it as an empty store, without creating it.
 var errNoStore = errors.New("no store")
@@ -61,7 +68,7 @@ func (a *app) open(ctx context.Context, create bool) error {
 		if err != nil {
 			return err
 		}
-		a.storeURL = p
+		a.storeURL, a.defaultStore = p, true
 	}
 	var err error
 	if isPostgres(a.storeURL) {
