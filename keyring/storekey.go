@@ -116,10 +116,19 @@ func loadStoreKeys(ctx context.Context, st store.Store, rk tink.AEAD, create boo
 	}
 	rec, err := st.Get(ctx, storeRecordID)
 	if errors.Is(err, store.ErrNotFound) {
-		if err = checkNoKeys(ctx, st); err == nil && create {
+		switch err = checkNoKeys(ctx, st); {
+		case err == nil && create:
 			rec, err = createStoreKey(ctx, st, rk)
-		} else if err == nil {
+		case err == nil:
 			err = fmt.Errorf("%w: the store holds no keys", ErrKeyNotFound)
+		case errors.Is(err, ErrTampered):
+			// Keys are only ever created after the store key: a
+			// concurrent creator may have made both between the two
+			// reads. Only if the store key is still missing now was it
+			// lost.
+			if again, gerr := st.Get(ctx, storeRecordID); gerr == nil {
+				rec, err = again, nil
+			}
 		}
 	}
 	if err != nil {
