@@ -50,7 +50,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
-	"slices"
 
 	"github.com/google/uuid"
 	"github.com/kmsring/kmsring/internal/datakey"
@@ -238,17 +237,19 @@ func fillHeader(c *Option, b []byte) {
 // Seal encrypts plaintext under a fresh data key from k's current version
 // (or a cached one, with WithCache) and returns the envelope. It fails with
 // keyring.ErrInvalidArgument for an encryption context that cannot be
-// encoded, and with the keyring's errors when its current version cannot
-// encrypt.
+// encoded (checked from its lengths first, so an oversized one costs
+// nothing), with the keyring's errors when its current version cannot
+// encrypt, and with keyring.ErrAudit when an auditor refuses.
 func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
 	return AppendSeal(ctx, nil, k, plaintext, opts...)
 }
 
 // AppendSeal is Seal that appends the envelope to dst and returns the
 // extended slice, as cipher.AEAD.Seal does, for callers that reuse
-// buffers. With room in dst for the envelope and 88 bytes more, it
-// allocates only the payload cipher. dst must not overlap plaintext. On
-// failure it returns dst unchanged.
+// buffers. With room in dst for the envelope (and for at least 88 bytes
+// after its header, which it uses as scratch), it allocates only the
+// payload cipher. dst must not overlap plaintext. On failure it returns dst
+// unchanged.
 func AppendSeal(ctx context.Context, dst []byte, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
 	c := newConfig(opts)
 	ecLen, err := format.CheckContext(c.ec)
@@ -259,7 +260,7 @@ func AppendSeal(ctx context.Context, dst []byte, k *keyring.Keyring, plaintext [
 	hlen := headerSize(ecLen)
 	payload := len(plaintext) + nseg*tagSize
 	need := hlen + max(payload, randSize)
-	out := slices.Grow(dst, need)
+	out := grow(dst, need)
 	if overlaps(out[len(dst):len(dst)+need], plaintext) {
 		panic("envelope: AppendSeal: dst overlaps plaintext")
 	}
@@ -275,6 +276,19 @@ func AppendSeal(ctx context.Context, dst []byte, k *keyring.Keyring, plaintext [
 	}
 	fillHeader(&c, out[len(dst):])
 	return out, nil
+}
+
+// grow returns dst with room for n more bytes. Unlike slices.Grow, a new
+// buffer is not zeroed beyond what the allocator must (large allocations
+// come zeroed from the OS), which matters at 1 MiB: every byte is written
+// once by the cipher anyway.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	out := make([]byte, len(dst), len(dst)+n)
+	copy(out, dst)
+	return out
 }
 
 // unwrap decrypts the data key blob of h with k, under the header's
@@ -363,7 +377,7 @@ func AppendOpen(ctx context.Context, dst []byte, k Opener, sealed []byte, opts .
 	payload := sealed[n:]
 	nseg := (len(payload) + sealedSegmentSize - 1) / sealedSegmentSize
 	need := max(len(payload)-nseg*tagSize, dekSize)
-	out := slices.Grow(dst, need)
+	out := grow(dst, need)
 	if overlaps(out[len(dst):len(dst)+need], sealed) {
 		panic("envelope: AppendOpen: dst overlaps sealed")
 	}
