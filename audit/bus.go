@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,15 @@ const (
 	EventDestructionCancelled EventType = "KeyVersionDestructionCancelled"
 	EventVersionDestroyed     EventType = "KeyVersionDestroyed"
 	EventRotationOverdue      EventType = "KeyRotationOverdue"
+	EventKeyDisabled          EventType = "KeyDisabled"
+	EventKeyEnabled           EventType = "KeyEnabled"
+	EventDeletionScheduled    EventType = "KeyDeletionScheduled" // DestroyAt is the deletion date
+	EventDeletionCancelled    EventType = "KeyDeletionCancelled"
+	EventKeyDeleted           EventType = "KeyDeleted"
+	// EventPendingDeletionUse is a refused use of a key pending deletion:
+	// what AWS KMS users alarm on, since it means something still depends
+	// on a key about to be deleted.
+	EventPendingDeletionUse EventType = "KeyPendingDeletionUse"
 )
 
 var eventTypes = map[keyring.Operation]EventType{
@@ -33,6 +43,11 @@ var eventTypes = map[keyring.Operation]EventType{
 	keyring.OpScheduleVersionDestruction: EventDestructionScheduled,
 	keyring.OpCancelVersionDestruction:   EventDestructionCancelled,
 	keyring.OpDestroyVersion:             EventVersionDestroyed,
+	keyring.OpDisableKey:                 EventKeyDisabled,
+	keyring.OpEnableKey:                  EventKeyEnabled,
+	keyring.OpScheduleKeyDeletion:        EventDeletionScheduled,
+	keyring.OpCancelKeyDeletion:          EventDeletionCancelled,
+	keyring.OpDeleteKey:                  EventKeyDeleted,
 }
 
 // Event is one thing that happened to a key.
@@ -60,8 +75,8 @@ func (f Filter) match(e Event) bool {
 }
 
 // Bus delivers key events to subscribers. As a keyring.Auditor it turns
-// the keyrings' successful rotations and version state changes into
-// events; Overdue publishes overdue alarms (pass it to rotation.WithOverdue).
+// the keyrings' successful rotations, version and key state changes, and
+// refused uses of keys pending deletion into events; Overdue publishes overdue alarms (pass it to rotation.WithOverdue).
 // Delivery never blocks the operation: each subscription has a bounded
 // buffer, and events that find it full are dropped and counted. A Bus is
 // safe for concurrent use; the zero value is not usable, call NewBus.
@@ -127,7 +142,9 @@ func (b *Bus) Publish(e Event) {
 // Audit implements keyring.Auditor; it never fails an operation.
 func (b *Bus) Audit(_ context.Context, e keyring.AuditEvent) error {
 	t, ok := eventTypes[e.Operation]
-	if !ok || e.Err != nil {
+	if errors.Is(e.Err, keyring.ErrKeyPendingDeletion) {
+		t, ok = EventPendingDeletionUse, true
+	} else if !ok || e.Err != nil {
 		return nil
 	}
 	b.Publish(Event{
@@ -137,8 +154,14 @@ func (b *Bus) Audit(_ context.Context, e keyring.AuditEvent) error {
 	return nil
 }
 
-// Overdue publishes an EventRotationOverdue for md. Its signature fits
-// rotation.WithOverdue.
+// Overdue publishes an EventRotationOverdue for md, dated md.ReadAt (when
+// the scheduler read the metadata it found overdue, on the keyring's
+// clock, as rotation events are), or now if md was not read from a
+// keyring. Its signature fits rotation.WithOverdue.
 func (b *Bus) Overdue(md keyring.Metadata) {
-	b.Publish(Event{Type: EventRotationOverdue, KeyID: md.KeyID, Time: time.Now().UTC(), Version: md.CurrentVersion, NextRotationAt: md.NextRotationAt})
+	at := md.ReadAt
+	if at.IsZero() {
+		at = time.Now().UTC()
+	}
+	b.Publish(Event{Type: EventRotationOverdue, KeyID: md.KeyID, Time: at, Version: md.CurrentVersion, NextRotationAt: md.NextRotationAt})
 }

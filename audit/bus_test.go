@@ -116,10 +116,77 @@ kmsring_operations_total{key_id="%[1]s",operation="Decrypt",outcome="failure",ve
 kmsring_operations_total{key_id="%[1]s",operation="GenerateDataKey",outcome="success",version="1"} 1
 `, k.ID(), since, until, overdue)
 	}
+	rotationMetrics := []string{"kmsring_key_current_version", "kmsring_key_rotation_enabled", "kmsring_key_rotation_overdue",
+		"kmsring_key_seconds_since_last_rotation", "kmsring_key_seconds_until_next_rotation", "kmsring_key_versions", "kmsring_operations_total"}
 	clk.Advance(100 * day)
-	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(expect(100*86400, 265*86400, 0))))
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(expect(100*86400, 265*86400, 0)), rotationMetrics...))
 	clk.Advance(301 * day) // 401 days, no rotation (no scheduler)
 	out := expect(401*86400, -36*86400, 1)
-	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(out)))
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(out), rotationMetrics...))
 	t.Log(out)
+}
+
+// TestKeyStateMetricsAndEvents: key state changes reach the bus and the
+// collector, and so does every refused use of a key pending deletion.
+func TestKeyStateMetricsAndEvents(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
+	const day = 24 * time.Hour
+	c := audit.NewCollector(audit.WithCollectorClock(clk))
+	bus := audit.NewBus()
+	sub := bus.Subscribe(audit.Filter{}, 16)
+	k, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithAuditor(c), keyring.WithAuditor(bus))
+	require.NoError(t, err)
+	c.Add(k)
+	blob, err := k.Encrypt(ctx, []byte("x"))
+	require.NoError(t, err)
+	require.NoError(t, k.DisableKey(ctx))
+	require.NoError(t, k.EnableKey(ctx))
+	at, err := k.ScheduleKeyDeletion(ctx, 7*day)
+	require.NoError(t, err)
+	for range 2 {
+		_, err = k.Decrypt(ctx, blob)
+		require.ErrorIs(t, err, keyring.ErrKeyPendingDeletion)
+	}
+	clk.Advance(2 * day)
+	state := func(s keyring.KeyState) string {
+		var b strings.Builder
+		b.WriteString("# HELP kmsring_key_state 1 for the key's state, 0 for the others.\n# TYPE kmsring_key_state gauge\n")
+		for _, x := range []keyring.KeyState{keyring.KeyDeleted, keyring.KeyDisabled, keyring.KeyEnabled, keyring.KeyPendingDeletion} {
+			v := 0
+			if x == s {
+				v = 1
+			}
+			fmt.Fprintf(&b, "kmsring_key_state{key_id=%q,state=%q} %d\n", k.ID(), x, v)
+		}
+		return b.String()
+	}
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(state(keyring.KeyPendingDeletion)+fmt.Sprintf(`
+# HELP kmsring_key_seconds_until_deletion Seconds until a key pending deletion is deleted.
+# TYPE kmsring_key_seconds_until_deletion gauge
+kmsring_key_seconds_until_deletion{key_id=%[1]q} %[2]g
+# HELP kmsring_pending_deletion_uses_total Refused uses of a key pending deletion.
+# TYPE kmsring_pending_deletion_uses_total counter
+kmsring_pending_deletion_uses_total{key_id=%[1]q} 2
+`, k.ID(), (5*day).Seconds())), "kmsring_key_state", "kmsring_key_seconds_until_deletion", "kmsring_pending_deletion_uses_total"))
+
+	require.NoError(t, k.CancelKeyDeletion(ctx))
+	_, err = k.ScheduleKeyDeletion(ctx, 7*day)
+	require.NoError(t, err)
+	clk.Advance(7 * day)
+	_, err = k.DeleteIfDue(ctx)
+	require.NoError(t, err)
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(state(keyring.KeyDeleted)), "kmsring_key_state", "kmsring_key_seconds_until_deletion"))
+
+	var types []audit.EventType
+	for len(sub.Events()) > 0 {
+		e := <-sub.Events()
+		types = append(types, e.Type)
+		if e.Type == audit.EventDeletionScheduled && len(types) == 3 {
+			assert.Equal(t, at, e.DestroyAt, "the deletion date")
+		}
+	}
+	assert.Equal(t, []audit.EventType{audit.EventKeyDisabled, audit.EventKeyEnabled, audit.EventDeletionScheduled,
+		audit.EventPendingDeletionUse, audit.EventPendingDeletionUse, audit.EventDeletionCancelled,
+		audit.EventDeletionScheduled, audit.EventKeyDeleted}, types)
 }

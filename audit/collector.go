@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -25,9 +26,13 @@ var (
 //	kmsring_key_seconds_since_last_rotation      since creation before the first rotation
 //	kmsring_key_seconds_until_next_rotation      negative when past due; absent when rotation is off
 //	kmsring_key_rotation_overdue                 1 when rotation.Overdue with the collector's grace
+//	kmsring_key_state{state}                     1 for the key's state (Enabled, Disabled, PendingDeletion, Deleted), 0 for the others
+//	kmsring_key_seconds_until_deletion           absent unless the key is pending deletion
 //
 // and, as a keyring.Auditor (give it to keyrings with WithAuditor),
-// kmsring_operations_total{operation, key_id, version, outcome}. All carry
+// kmsring_operations_total{operation, key_id, version, outcome} and
+// kmsring_pending_deletion_uses_total{key_id}, the refused uses of a key
+// pending deletion (alert on any increase). All carry
 // the label key_id. A Collector is safe for concurrent use.
 type Collector struct {
 	clock keyring.Clock
@@ -36,8 +41,9 @@ type Collector struct {
 	mu   sync.Mutex
 	keys []*keyring.Keyring
 
-	ops                                                       *prometheus.CounterVec
+	ops, pendingUses                                          *prometheus.CounterVec
 	current, versions, enabled, sinceLast, untilNext, overdue *prometheus.Desc
+	state, untilDeletion                                      *prometheus.Desc
 }
 
 // CollectorOption configures a Collector.
@@ -65,6 +71,11 @@ func NewCollector(opts ...CollectorOption) *Collector {
 		sinceLast: prometheus.NewDesc("kmsring_key_seconds_since_last_rotation", "Seconds since the last rotation (since creation before the first).", key, nil),
 		untilNext: prometheus.NewDesc("kmsring_key_seconds_until_next_rotation", "Seconds until automatic rotation is due; negative when past due.", key, nil),
 		overdue:   prometheus.NewDesc("kmsring_key_rotation_overdue", "1 if automatic rotation is overdue past the grace period.", key, nil),
+		pendingUses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmsring_pending_deletion_uses_total", Help: "Refused uses of a key pending deletion.",
+		}, key),
+		state:         prometheus.NewDesc("kmsring_key_state", "1 for the key's state, 0 for the others.", []string{"key_id", "state"}, nil),
+		untilDeletion: prometheus.NewDesc("kmsring_key_seconds_until_deletion", "Seconds until a key pending deletion is deleted.", key, nil),
 	}
 	for _, o := range opts {
 		o(c)
@@ -86,13 +97,17 @@ func (c *Collector) Audit(_ context.Context, e keyring.AuditEvent) error {
 		outcome = Failure
 	}
 	c.ops.WithLabelValues(string(e.Operation), e.KeyID, strconv.FormatUint(uint64(e.Version), 10), outcome).Inc()
+	if errors.Is(e.Err, keyring.ErrKeyPendingDeletion) {
+		c.pendingUses.WithLabelValues(e.KeyID).Inc()
+	}
 	return nil
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.ops.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.current, c.versions, c.enabled, c.sinceLast, c.untilNext, c.overdue} {
+	c.pendingUses.Describe(ch)
+	for _, d := range []*prometheus.Desc{c.current, c.versions, c.enabled, c.sinceLast, c.untilNext, c.overdue, c.state, c.untilDeletion} {
 		ch <- d
 	}
 }
@@ -100,6 +115,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.ops.Collect(ch)
+	c.pendingUses.Collect(ch)
 	c.mu.Lock()
 	keys := append([]*keyring.Keyring(nil), c.keys...)
 	c.mu.Unlock()
@@ -122,6 +138,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.untilNext, md.NextRotationAt.Sub(now).Seconds(), id)
 		}
 		gauge(c.overdue, bool01(rotation.Overdue(md, now, c.grace)), id)
+		for _, s := range []keyring.KeyState{keyring.KeyEnabled, keyring.KeyDisabled, keyring.KeyPendingDeletion, keyring.KeyDeleted} {
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, bool01(md.KeyState == s), id, s.String())
+		}
+		if md.KeyState == keyring.KeyPendingDeletion {
+			gauge(c.untilDeletion, md.DeletionDate.Sub(now).Seconds(), id)
+		}
 	}
 }
 

@@ -66,3 +66,36 @@ func ExampleBus() {
 	fmt.Println(e.Type, e.PreviousVersion, "->", e.Version, e.Origin)
 	// Output: KeyRotated 1 -> 2 on-demand
 }
+
+// A log that someone who can write the store, but does not hold the root
+// key, cannot rewrite: the chain is keyed by the store's audit chain key.
+func ExampleWithMAC() {
+	ctx := context.Background()
+	st := memstore.New()
+	rk, err := keyring.NewRootKey(make([]byte, keyring.RootKeySize)) // use RootKeyFile or a KMS
+	if err != nil {
+		log.Fatal(err)
+	}
+	mac, err := keyring.AuditMAC(ctx, st, rk)
+	if err != nil {
+		log.Fatal(err)
+	}
+	logger := audit.New(audit.WithStore(st), audit.WithMAC(mac))
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithAuditor(logger))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := k.GenerateDataKey(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := logger.Close(); err != nil {
+		log.Fatal(err)
+	}
+	v, err := audit.Verify(ctx, st, audit.VerifyWithMAC(mac))
+	fmt.Println(v.Records, "records verified:", err)
+	_, err = audit.Verify(ctx, st)
+	fmt.Println(err)
+	// Output:
+	// 2 records verified: <nil>
+	// audit: the log is keyed: verify it with the audit chain key (VerifyWithMAC) (record 1 carries a MAC)
+}

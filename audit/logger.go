@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,16 @@ type Option func(*Logger)
 // log; the chain stays whole.
 func WithStore(al store.AuditLog) Option { return func(l *Logger) { l.store = al } }
 
+// WithMAC keys the audit chain with mac, a constructor of HMAC-SHA256
+// hashes under the store's audit chain key (keyring.AuditMAC: derived from
+// a key only the root key unwraps). Each stored record then carries the
+// MAC of its bytes, which include the MAC of the record before it, so that
+// someone who can write the store but does not hold the root key cannot
+// rewrite a record and recompute the links: Verify with VerifyWithMAC names
+// the record. Every Logger appending to the store must be given the same
+// MAC, from the first record on.
+func WithMAC(mac func() hash.Hash) Option { return func(l *Logger) { l.mac = mac } }
+
 // WithSlog writes every record to lg at level Info, message "kmsring
 // audit", one attribute per field.
 func WithSlog(lg *slog.Logger) Option { return func(l *Logger) { l.slog = lg } }
@@ -34,6 +45,15 @@ func WithContextKeysOnly() Option { return func(l *Logger) { l.keysOnly = true }
 // WithFailClosed makes every operation wait until its record is stored (or
 // written to slog, without a store), at most bound, and fail with
 // keyring.ErrAudit if it is not. The default is fail-open.
+//
+// The log then never contradicts what the caller saw: a record stored
+// after its caller was told ErrAudit says outcome "failure", error class
+// "AuditFailed" (for a mutation, such as a rotation, the change was made
+// but the caller was told it failed). A store write in flight when the
+// bound passes has its context cancelled; if the store completes it
+// anyway, a correction follows: the same operation, "failure",
+// "AuditFailed", its Amends naming the record it corrects. The bound is
+// measured on the Logger's clock (WithClock).
 func WithFailClosed(bound time.Duration) Option {
 	return func(l *Logger) { l.failClosed, l.bound = true, bound }
 }
@@ -47,33 +67,89 @@ func WithQueue(n int) Option {
 	}
 }
 
+// WithClock sets the clock that times the fail-closed bound, the waits
+// between attempts on a failing store and Close's ten seconds (default:
+// the wall clock).
+func WithClock(c keyring.Clock) Option { return func(l *Logger) { l.clock = c } }
+
+// WithOnError sets a function the writer calls, from its own goroutine,
+// with every failed append to the store (it is retried) and, at Close,
+// with what was given up. It should return quickly.
+func WithOnError(f func(error)) Option { return func(l *Logger) { l.onError = f } }
+
 // Logger records keyring operations. Create it with New and Close it when
 // done; it is safe for concurrent use.
 type Logger struct {
 	store      store.AuditLog
+	mac        func() hash.Hash // nil: an unkeyed chain
 	slog       *slog.Logger
+	clock      keyring.Clock
+	onError    func(error)
 	keysOnly   bool
 	failClosed bool
 	bound      time.Duration
 	queueSize  int
+	// maxBackoff bounds the wait between attempts on a failing store:
+	// 5 s, or half the bound of a fail-closed Logger, whose callers fail
+	// until the store takes records again.
+	maxBackoff time.Duration
 
 	queue   chan item
 	stop    chan struct{} // closed by Close
-	giveUp  chan struct{} // closed 10 s after stop: stop retrying a failing store
+	giveUp  chan struct{} // closed when Close's context ends: stop retrying a failing store
 	done    chan struct{}
 	closing sync.Once
+	quit    sync.Once
+	cause   error // why Close gave up; set before giveUp closes
 	dropped atomic.Uint64
 
-	// head of the chain, owned by the writer goroutine.
+	// Owned by the writer goroutine: the head of the chain, and what
+	// Close gave up on (closeErr is read after done closes).
 	lastSeq  uint64
 	lastHash string
 	synced   bool
+	lastErr  error
+	lost     int
+	closeErr error
 }
 
 type item struct {
 	rec   Record
-	ack   chan error // nil unless fail-closed; buffered
+	w     *waiter // nil unless fail-closed
 	flush chan struct{}
+}
+
+// waiter is a fail-closed caller waiting for its record. The caller and
+// the writer move its state so that they agree on what the record says.
+type waiter struct {
+	state  atomic.Int32
+	cancel atomic.Pointer[context.CancelFunc] // cancels the attempt storing the record
+	ack    chan error                         // buffered; sent once, when the state becomes answered
+}
+
+// States of a waiter.
+const (
+	waiting   int32 = iota // the record is queued or between attempts
+	writing                // an attempt to store the record is in flight
+	abandoned              // the caller returned ErrAudit; the record must say so
+	answered               // the caller is told the result on ack
+)
+
+// abandon gives up waiting, unless the writer has answered, and cancels
+// the attempt storing the record if one is in flight.
+func (w *waiter) abandon() bool {
+	for {
+		s := w.state.Load()
+		if s == answered {
+			return false
+		}
+		if w.state.CompareAndSwap(s, abandoned) {
+			if s == writing {
+				(*w.cancel.Load())()
+			}
+			return true
+		}
+	}
 }
 
 // maxBatch bounds the records written in one store append.
@@ -81,9 +157,13 @@ const maxBatch = 500
 
 // New returns a Logger and starts its writer goroutine.
 func New(opts ...Option) *Logger {
-	l := &Logger{queueSize: 10000, stop: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{})}
+	l := &Logger{clock: keyring.RealClock(), queueSize: 10000, stop: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(l)
+	}
+	l.maxBackoff = 5 * time.Second
+	if l.failClosed {
+		l.maxBackoff = min(l.maxBackoff, max(l.bound/2, 10*time.Millisecond))
 	}
 	l.queue = make(chan item, l.queueSize)
 	go l.run()
@@ -98,32 +178,42 @@ func (l *Logger) Audit(ctx context.Context, e keyring.AuditEvent) error {
 	it := item{rec: newRecord(ctx, e, l.keysOnly)}
 	if !l.failClosed {
 		select {
+		case <-l.stop: // closed: counted as dropped
+			l.dropped.Add(1)
+			return nil
+		default:
+		}
+		select {
 		case l.queue <- it:
 		default:
 			l.dropped.Add(1)
 		}
 		return nil
 	}
-	it.ack = make(chan error, 1)
-	timer := time.NewTimer(l.bound)
-	defer timer.Stop()
+	w := &waiter{ack: make(chan error, 1)}
+	it.w = w
+	expired := l.clock.After(l.bound)
 	select {
 	case l.queue <- it:
-	case <-timer.C:
+	case <-expired:
 		return fmt.Errorf("audit: queue full for %v", l.bound)
 	case <-l.done:
 		return ErrClosed
 	}
 	select {
-	case err := <-it.ack:
+	case err := <-w.ack:
 		return err
-	case <-timer.C:
-		return fmt.Errorf("audit: record not stored within %v", l.bound)
+	case <-expired:
+		if w.abandon() {
+			return fmt.Errorf("audit: record not stored within %v", l.bound)
+		}
+		return <-w.ack // answered as the bound passed
 	}
 }
 
-// Dropped returns how many records were dropped because the queue was full
-// (fail-open only).
+// Dropped returns how many records were not stored: dropped because the
+// queue was full (fail-open) or the Logger closed, or given up at Close
+// because the store kept failing.
 func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
 
 // Flush waits until every record queued before the call is written or
@@ -148,15 +238,37 @@ func (l *Logger) Flush(ctx context.Context) error {
 // closeTimeout is how long Close keeps retrying a failing store.
 const closeTimeout = 10 * time.Second
 
-// Close writes what is queued (retrying a failing store for up to ten
-// seconds) and stops the writer.
+// Close is CloseContext with a bound of ten seconds on the Logger's clock.
 func (l *Logger) Close() error {
-	l.closing.Do(func() {
-		close(l.stop)
-		time.AfterFunc(closeTimeout, func() { close(l.giveUp) })
-	})
-	<-l.done
-	return nil
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-l.clock.After(closeTimeout):
+			cancel(context.DeadlineExceeded)
+		case <-l.done:
+		}
+	}()
+	return l.CloseContext(ctx)
+}
+
+// CloseContext writes what is queued, retrying a failing store until ctx
+// ends, then gives up on what is left and stops the writer. Records given
+// up on are counted in Dropped, and CloseContext returns an error saying
+// how many, wrapping ctx's error and the store's. Later calls wait for the
+// first to finish and return the same.
+func (l *Logger) CloseContext(ctx context.Context) error {
+	l.closing.Do(func() { close(l.stop) })
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		l.quit.Do(func() {
+			l.cause = context.Cause(ctx)
+			close(l.giveUp)
+		})
+		<-l.done
+	}
+	return l.closeErr
 }
 
 func (l *Logger) run() {
@@ -168,6 +280,10 @@ func (l *Logger) run() {
 			l.write(l.fill(append(batch[:0], it)), l.giveUp)
 		case <-l.stop:
 			l.drain()
+			if l.lost > 0 {
+				l.closeErr = fmt.Errorf("audit: close: %d records not stored (%w): %w", l.lost, l.cause, l.lastErr)
+				l.report(l.closeErr)
+			}
 			return
 		}
 	}
@@ -197,46 +313,83 @@ func (l *Logger) drain() {
 	}
 }
 
-// write logs and stores a batch, retrying the store with backoff until it
-// succeeds or quit closes, then acknowledges every record.
+// write stores and logs a batch, retrying a failing store with backoff
+// until it succeeds or quit closes (records queued meanwhile join the
+// retry), then answers its fail-closed callers. Records of callers who
+// gave up while their record was being stored, and whose record says
+// success, get a correction.
 func (l *Logger) write(batch []item, quit <-chan struct{}) {
-	recs := make([]Record, 0, len(batch))
-	for _, it := range batch {
-		if it.flush == nil {
-			recs = append(recs, it.rec)
+	backoff := 10 * time.Millisecond
+	for {
+		var recs []Record
+		var waiters []*waiter
+		for _, it := range batch {
+			if it.flush == nil {
+				recs = append(recs, it.rec)
+				waiters = append(waiters, it.w)
+			}
 		}
-	}
-	var err error
-	if l.store != nil && len(recs) > 0 {
-		backoff := 10 * time.Millisecond
-		for {
-			if err = l.append(recs); err == nil {
-				break
-			}
-			if l.slog != nil {
-				l.slog.Warn("kmsring: audit log append failed; retrying", "err", err, "records", len(recs))
-			}
-			select {
-			case <-quit:
-			default:
-				select {
-				case <-quit: // one more attempt, then give up
-				case <-time.After(backoff):
-					backoff = min(2*backoff, 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		claim(recs, waiters, &cancel)
+		var err error
+		if l.store != nil && len(recs) > 0 {
+			err = l.append(ctx, recs)
+		}
+		cancel()
+		for _, w := range waiters {
+			switch {
+			case w == nil:
+			case err == nil:
+				if w.state.CompareAndSwap(writing, answered) {
+					w.ack <- nil
 				}
-				continue
+			default:
+				w.state.CompareAndSwap(writing, waiting)
 			}
-			break
 		}
+		if err == nil {
+			l.finish(batch, recs, nil)
+			var amends []item
+			for i, w := range waiters {
+				if w != nil && w.state.Load() == abandoned && recs[i].Outcome == Success {
+					amends = append(amends, item{rec: recs[i].amendment()})
+				}
+			}
+			if len(amends) > 0 {
+				l.write(amends, quit)
+			}
+			return
+		}
+		l.lastErr = err
+		l.report(fmt.Errorf("audit: storing %d records failed; retrying: %w", len(recs), err))
+		select {
+		case <-quit:
+			l.lost += len(recs)
+			l.dropped.Add(uint64(len(recs)))
+			l.finish(batch, recs, err)
+			return
+		default:
+		}
+		select {
+		case <-quit: // one more attempt, then give up
+		case <-l.clock.After(backoff):
+			backoff = min(2*backoff, l.maxBackoff)
+		}
+		batch = l.fill(batch)
 	}
+}
+
+// finish logs a batch's records (as stored, or as given up on with err)
+// and answers its callers.
+func (l *Logger) finish(batch []item, recs []Record, err error) {
 	if l.slog != nil {
 		for _, r := range recs {
 			l.slog.LogAttrs(context.Background(), slog.LevelInfo, "kmsring audit", r.attrs()...)
 		}
 	}
 	for _, it := range batch {
-		if it.ack != nil {
-			it.ack <- err
+		if it.w != nil && it.w.state.CompareAndSwap(waiting, answered) {
+			it.w.ack <- err // given up: nothing was stored
 		}
 		if it.flush != nil {
 			close(it.flush)
@@ -244,11 +397,38 @@ func (l *Logger) write(batch []item, quit <-chan struct{}) {
 	}
 }
 
+// claim marks the records of waiting callers as being written by the
+// attempt that cancel cancels (a caller that gives up cancels it). The
+// record of a caller that gave up on a successful operation is rewritten
+// to say what the caller saw: failure, AuditFailed.
+func claim(recs []Record, waiters []*waiter, cancel *context.CancelFunc) {
+	for i, w := range waiters {
+		if w == nil {
+			continue
+		}
+		w.cancel.Store(cancel)
+		if !w.state.CompareAndSwap(waiting, writing) && w.state.Load() == abandoned && recs[i].Outcome == Success {
+			recs[i].Outcome, recs[i].ErrorClass = Failure, ErrorClass(keyring.ErrAudit)
+		}
+	}
+}
+
+// report hands err to slog and the WithOnError function.
+func (l *Logger) report(err error) {
+	if l.slog != nil {
+		l.slog.Warn("kmsring: audit log", "err", err)
+	}
+	if l.onError != nil {
+		l.onError(err)
+	}
+}
+
+// appendTimeout bounds one store append.
+const appendTimeout = 30 * time.Second
+
 // append chains recs onto the stored log and appends them, re-reading the
 // head when another process appended first.
-func (l *Logger) append(recs []Record) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+func (l *Logger) append(ctx context.Context, recs []Record) error {
 	for attempt := 0; attempt < 100; attempt++ {
 		if !l.synced {
 			last, err := l.store.LastAudit(ctx)
@@ -258,7 +438,7 @@ func (l *Logger) append(recs []Record) error {
 			case err != nil:
 				return err
 			default:
-				l.lastSeq, l.lastHash = last.Seq, chainHash(last.Data)
+				l.lastSeq, l.lastHash = last.Seq, link(last.Data)
 			}
 			l.synced = true
 		}
@@ -267,9 +447,14 @@ func (l *Logger) append(recs []Record) error {
 		for i := range recs {
 			seq++
 			recs[i].Seq, recs[i].Prev = seq, prev
-			data := recs[i].marshal()
+			var data []byte
+			if l.mac != nil {
+				data = recs[i].seal(l.mac)
+			} else {
+				data = recs[i].marshal()
+			}
 			entries[i] = store.AuditEntry{Seq: seq, Time: recs[i].Time, KeyID: recs[i].KeyID, Operation: recs[i].Operation, Data: data}
-			prev = chainHash(data)
+			prev = link(data)
 		}
 		err := l.store.AppendAudit(ctx, entries)
 		if errors.Is(err, store.ErrConflict) {
@@ -318,6 +503,9 @@ func (r Record) attrs() []slog.Attr {
 	}
 	if r.ErrorClass != "" {
 		a = append(a, slog.String("error_class", r.ErrorClass))
+	}
+	if r.Amends != 0 {
+		a = append(a, slog.Uint64("amends", r.Amends))
 	}
 	return append(a, slog.Time("time", r.Time))
 }

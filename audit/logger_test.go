@@ -202,18 +202,35 @@ func TestVerifyDetectsTampering(t *testing.T) {
 }
 
 func TestFailClosed(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
 	st := &downStore{Store: memstore.New()}
-	l := audit.New(audit.WithStore(st), audit.WithFailClosed(50*time.Millisecond))
+	l := audit.New(audit.WithStore(st), audit.WithFailClosed(time.Second), audit.WithClock(clk))
 	defer l.Close()
-	k, err := keyring.New(t.Context(), keyring.WithStore(st.Store), keyring.WithAuditor(l))
+	k, err := keyring.New(ctx, keyring.WithStore(st.Store), keyring.WithAuditor(l))
 	require.NoError(t, err)
+	clk.Advance(time.Second) // retire CreateKey's timer
+	generate := func() chan error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := k.GenerateDataKey(ctx)
+			errc <- err
+		}()
+		return errc
+	}
+
 	st.down.Store(true)
-	dk, err := k.GenerateDataKey(t.Context())
-	assert.ErrorIs(t, err, keyring.ErrAudit, "no audit record, no data key")
-	assert.Nil(t, dk)
+	errc := generate()
+	require.NoError(t, clk.BlockUntilContext(ctx, 2), "the caller's bound and the writer's retry")
+	clk.Advance(time.Second)
+	assert.ErrorIs(t, <-errc, keyring.ErrAudit, "no audit record, no data key")
+
+	require.NoError(t, clk.BlockUntilContext(ctx, 1), "the writer waits to retry")
 	st.down.Store(false)
-	_, err = k.GenerateDataKey(t.Context())
-	require.NoError(t, err, "works again once records can be stored")
+	errc = generate()
+	require.NoError(t, clk.BlockUntilContext(ctx, 2), "the caller's bound and the writer's retry")
+	clk.Advance(time.Second / 2) // the longest wait between retries of a fail-closed Logger
+	require.NoError(t, <-errc, "works again once records can be stored")
 }
 
 func TestFailOpenNeverBlocks(t *testing.T) {
@@ -262,20 +279,28 @@ func TestErrorClass(t *testing.T) {
 	assert.True(t, strings.HasPrefix(audit.ErrorClass(context.Canceled), "Cancel"))
 }
 
-// Two loggers, as two replicas, appending to one log keep one chain.
+// Two loggers, as two replicas, appending to one log keep one chain,
+// unkeyed or keyed.
 func TestTwoLoggersOneChain(t *testing.T) {
 	run := func(t *testing.T, st interface {
 		store.Store
 		store.AuditLog
-	}) {
+	}, keyed bool) {
 		ctx := t.Context()
+		rk, err := keyring.NewRootKey(make([]byte, 32))
+		require.NoError(t, err)
+		var opts []audit.Option
+		var vopts []audit.VerifyOption
+		if keyed {
+			mac, err := keyring.AuditMAC(ctx, st, rk)
+			require.NoError(t, err)
+			opts, vopts = append(opts, audit.WithMAC(mac)), append(vopts, audit.VerifyWithMAC(mac))
+		}
 		var keys []*keyring.Keyring
 		var loggers []*audit.Logger
 		for range 2 {
-			l := audit.New(audit.WithStore(st))
+			l := audit.New(append(opts, audit.WithStore(st))...)
 			loggers = append(loggers, l)
-			rk, err := keyring.NewRootKey(make([]byte, 32))
-			require.NoError(t, err)
 			k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithAuditor(l))
 			require.NoError(t, err)
 			keys = append(keys, k)
@@ -294,15 +319,18 @@ func TestTwoLoggersOneChain(t *testing.T) {
 			require.NoError(t, l.Close())
 			assert.Zero(t, l.Dropped())
 		}
-		v, err := audit.Verify(ctx, st)
+		v, err := audit.Verify(ctx, st, vopts...)
 		require.NoError(t, err)
 		assert.Equal(t, uint64(402), v.Records, "2 CreateKey + 400 GenerateDataKey, one chain")
 	}
-	t.Run("memstore", func(t *testing.T) { run(t, memstore.New()) })
-	t.Run("pgstore", func(t *testing.T) {
-		st, err := pgstore.Open(t.Context(), pgtest.DSN(t))
-		require.NoError(t, err)
-		defer st.Close()
-		run(t, st)
-	})
+	for _, keyed := range []bool{false, true} {
+		name := map[bool]string{false: "unkeyed", true: "keyed"}[keyed]
+		t.Run(name+"/memstore", func(t *testing.T) { run(t, memstore.New(), keyed) })
+		t.Run(name+"/pgstore", func(t *testing.T) {
+			st, err := pgstore.Open(t.Context(), pgtest.DSN(t))
+			require.NoError(t, err)
+			defer st.Close()
+			run(t, st, keyed)
+		})
+	}
 }

@@ -2,9 +2,12 @@ package audit
 
 import (
 	"context"
+	"crypto/hmac"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"time"
 
 	"github.com/kmsring/kmsring/store"
@@ -70,17 +73,40 @@ func (e *TamperError) Unwrap() error { return ErrTampered }
 type Verification struct {
 	// Records is the number of records checked.
 	Records uint64
-	// Head is the hex SHA-256 of the last record: keep it elsewhere to
-	// detect later truncation of the log.
+	// Head is the link of the last record (its MAC in a keyed log, else
+	// the hex SHA-256 of its bytes): keep it elsewhere to detect later
+	// truncation of the log.
 	Head string
 }
 
-// Verify reads the whole stored log and checks its hash chain: sequence
-// numbers run 1, 2, 3, ... without gaps, each record holds the hash of the
-// one before, and each record's bytes agree with the fields the store
-// indexes. It returns a *TamperError (errors.Is ErrTampered) naming the
-// first record that fails.
-func Verify(ctx context.Context, al store.AuditLog) (Verification, error) {
+// VerifyOption configures Verify.
+type VerifyOption func(*verifyConfig)
+
+type verifyConfig struct{ mac func() hash.Hash }
+
+// VerifyWithMAC makes Verify authenticate every record under the audit
+// chain key, as a Logger given WithMAC(mac) wrote them.
+func VerifyWithMAC(mac func() hash.Hash) VerifyOption {
+	return func(c *verifyConfig) { c.mac = mac }
+}
+
+// ErrKeyed reports a keyed log given to Verify without VerifyWithMAC: it
+// cannot be authenticated without the audit chain key.
+var ErrKeyed = errors.New("audit: the log is keyed: verify it with the audit chain key (VerifyWithMAC)")
+
+// Verify reads the whole stored log and checks its chain: sequence numbers
+// run 1, 2, 3, ... without gaps, each record holds the link of the one
+// before, and each record's bytes agree with the fields the store indexes.
+// With VerifyWithMAC, every record must carry a MAC under the audit chain
+// key over its bytes (its link included), so a record changed by someone
+// without the root key is named even if every later link was recomputed.
+// It returns a *TamperError (errors.Is ErrTampered) naming the first record
+// that fails, or ErrKeyed for a keyed log verified without its key.
+func Verify(ctx context.Context, al store.AuditLog, opts ...VerifyOption) (Verification, error) {
+	var c verifyConfig
+	for _, o := range opts {
+		o(&c)
+	}
 	var v Verification
 	const page = 1000
 	for {
@@ -89,26 +115,51 @@ func Verify(ctx context.Context, al store.AuditLog) (Verification, error) {
 			return v, fmt.Errorf("audit: verify: %w", err)
 		}
 		for _, e := range entries {
-			want := v.Records + 1
-			if e.Seq != want {
-				return v, &TamperError{Seq: want, Reason: fmt.Sprintf("record %d is missing (next stored is %d)", want, e.Seq)}
+			if err := c.check(e, v); err != nil {
+				return v, err
 			}
-			var r Record
-			if err := json.Unmarshal(e.Data, &r); err != nil {
-				return v, &TamperError{Seq: e.Seq, Reason: "record does not parse"}
-			}
-			switch {
-			case r.Seq != e.Seq:
-				return v, &TamperError{Seq: e.Seq, Reason: fmt.Sprintf("record says it is number %d", r.Seq)}
-			case r.Prev != v.Head:
-				return v, &TamperError{Seq: e.Seq - 1, Reason: fmt.Sprintf("its hash does not match the link in record %d: it was changed (or that link was)", e.Seq)}
-			case r.KeyID != e.KeyID || r.Operation != e.Operation || !r.Time.Truncate(time.Microsecond).Equal(e.Time.Truncate(time.Microsecond)):
-				return v, &TamperError{Seq: e.Seq, Reason: "indexed fields disagree with the record"}
-			}
-			v.Records, v.Head = e.Seq, chainHash(e.Data)
+			v.Records, v.Head = e.Seq, link(e.Data)
 		}
 		if len(entries) < page {
 			return v, nil
 		}
 	}
+}
+
+// check verifies entry e, which follows the sound log v.
+func (c *verifyConfig) check(e store.AuditEntry, v Verification) error {
+	want := v.Records + 1
+	if e.Seq != want {
+		return &TamperError{Seq: want, Reason: fmt.Sprintf("record %d is missing (next stored is %d)", want, e.Seq)}
+	}
+	body, tag, keyed := splitMAC(e.Data)
+	switch {
+	case keyed && c.mac == nil:
+		return fmt.Errorf("%w (record %d carries a MAC)", ErrKeyed, e.Seq)
+	case !keyed && c.mac != nil:
+		return &TamperError{Seq: e.Seq, Reason: "it has no MAC: it was written or rewritten without the audit chain key"}
+	case keyed && !validMAC(c.mac, body, tag):
+		return &TamperError{Seq: e.Seq, Reason: "its MAC does not verify: it was changed"}
+	}
+	var r Record
+	if err := json.Unmarshal(e.Data, &r); err != nil {
+		return &TamperError{Seq: e.Seq, Reason: "record does not parse"}
+	}
+	switch {
+	case r.Seq != e.Seq:
+		return &TamperError{Seq: e.Seq, Reason: fmt.Sprintf("record says it is number %d", r.Seq)}
+	case r.Prev != v.Head && keyed:
+		return &TamperError{Seq: e.Seq, Reason: fmt.Sprintf("it does not follow record %d: a record before it was removed or replaced", e.Seq-1)}
+	case r.Prev != v.Head:
+		return &TamperError{Seq: e.Seq - 1, Reason: fmt.Sprintf("its hash does not match the link in record %d: it was changed (or that link was)", e.Seq)}
+	case r.KeyID != e.KeyID || r.Operation != e.Operation || !r.Time.Truncate(time.Microsecond).Equal(e.Time.Truncate(time.Microsecond)):
+		return &TamperError{Seq: e.Seq, Reason: "indexed fields disagree with the record"}
+	}
+	return nil
+}
+
+// validMAC reports whether tag is the hex MAC of body.
+func validMAC(mac func() hash.Hash, body []byte, tag string) bool {
+	t, err := hex.DecodeString(tag)
+	return err == nil && hmac.Equal(t, sum(mac, body))
 }

@@ -24,10 +24,14 @@
 //
 // By default the Logger never slows or fails an operation: records are
 // queued (bounded) and written by one goroutine in batches; a failing store
-// is retried with backoff while the queue holds, and records that find the
-// queue full are dropped and counted ([Logger.Dropped]). With
-// [WithFailClosed], for compliance users, an operation waits (up to a bound)
-// until its record is stored and fails with keyring.ErrAudit if it is not.
+// is retried with backoff while the queue holds, each failure reported to
+// slog and [WithOnError]; records that find the queue full, or that
+// [Logger.CloseContext] gives up on, are dropped and counted
+// ([Logger.Dropped]). With [WithFailClosed], for compliance users, an
+// operation waits (up to a bound) until its record is stored and fails with
+// keyring.ErrAudit if it is not; the record then says so (outcome
+// "failure", error class "AuditFailed"), so the log never says an
+// operation succeeded that its caller was told failed.
 //
 // # Events and monitoring
 //
@@ -38,11 +42,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
 	"maps"
 	"slices"
 	"time"
@@ -51,20 +57,17 @@ import (
 	"github.com/kmsring/kmsring/store"
 )
 
-type principalKey struct{}
-
 // WithPrincipal returns a context that names the caller (a user, a service,
 // a request's authenticated subject) in the audit records of the operations
-// it is passed to.
+// it is passed to. It is keyring.ContextWithPrincipal. Automatic rotations
+// and scheduled destructions carry the scheduler's own principal
+// (rotation.DefaultPrincipal).
 func WithPrincipal(ctx context.Context, principal string) context.Context {
-	return context.WithValue(ctx, principalKey{}, principal)
+	return keyring.ContextWithPrincipal(ctx, principal)
 }
 
 // Principal returns the principal WithPrincipal attached to ctx, or "".
-func Principal(ctx context.Context) string {
-	p, _ := ctx.Value(principalKey{}).(string)
-	return p
-}
+func Principal(ctx context.Context) string { return keyring.PrincipalFrom(ctx) }
 
 // Record is one audit record.
 type Record struct {
@@ -93,9 +96,19 @@ type Record struct {
 	// Outcome is "success" or "failure"; ErrorClass names the failure.
 	Outcome    string `json:"outcome"`
 	ErrorClass string `json:"error_class,omitempty"`
-	// Prev is the hex SHA-256 of the previous stored record's bytes, or
-	// of nothing for the first.
+	// Amends is set on a correction: the Seq of an earlier record of the
+	// same operation that says it succeeded, stored while its fail-closed
+	// caller was told it failed (WithFailClosed). The correction says
+	// what the caller saw: failure, AuditFailed.
+	Amends uint64 `json:"amends,omitempty"`
+	// Prev links the record to the one stored before it: that record's
+	// MAC in a keyed log (WithMAC), else the hex SHA-256 of its bytes;
+	// empty for the first.
 	Prev string `json:"prev,omitempty"`
+	// MAC, in a keyed log, is the hex HMAC-SHA256 under the audit chain
+	// key of the record's stored bytes without it (Prev included). It is
+	// the record's last field.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Outcomes.
@@ -111,6 +124,9 @@ var errorClasses = []struct {
 }{
 	{keyring.ErrAudit, "AuditFailed"},
 	{keyring.ErrKeyNotFound, "KeyNotFound"},
+	{keyring.ErrKeyDisabled, "KeyDisabled"},
+	{keyring.ErrKeyPendingDeletion, "KeyPendingDeletion"},
+	{keyring.ErrTampered, "Tampered"},
 	{keyring.ErrUnknownVersion, "UnknownVersion"},
 	{keyring.ErrVersionDisabled, "VersionDisabled"},
 	{keyring.ErrVersionDestroyed, "VersionDestroyed"},
@@ -127,12 +143,19 @@ var errorClasses = []struct {
 }
 
 // ErrorClass returns the stable name of err's class: "KeyNotFound",
-// "UnknownVersion", "VersionDisabled", "VersionDestroyed", "WrongKey",
-// "Malformed", "DecryptFailed", "InvalidArgument", "RootKey", ..., or
-// "Internal" for anything else (a store failure, for one). It is "" for nil.
+// "KeyDisabled", "KeyPendingDeletion" (a refused use of a key pending
+// deletion, what AWS users alarm on), "Tampered", "UnknownVersion", "VersionDisabled", "VersionDestroyed", "WrongKey",
+// "Malformed", "DecryptFailed", "InvalidArgument", "RootKey", ..., the
+// class an error in err's chain names with an AuditClass() string method
+// (package kmsapi's access denials say "AccessDenied"), or "Internal" for
+// anything else (a store failure, for one). It is "" for nil.
 func ErrorClass(err error) string {
 	if err == nil {
 		return ""
+	}
+	var c interface{ AuditClass() string }
+	if errors.As(err, &c) {
+		return c.AuditClass()
 	}
 	for _, c := range errorClasses {
 		if errors.Is(err, c.err) {
@@ -178,6 +201,16 @@ func recordContext(ec map[string]string, keysOnly bool) (map[string]string, []st
 	return nil, slices.Sorted(maps.Keys(ec))
 }
 
+// amendment returns the correction of r, a stored record whose
+// fail-closed caller was told the operation failed.
+func (r Record) amendment() Record {
+	a := r
+	a.Seq, a.Prev = 0, ""
+	a.Outcome, a.ErrorClass = Failure, ErrorClass(keyring.ErrAudit)
+	a.Amends = r.Seq
+	return a
+}
+
 // marshal returns the stored bytes of r: JSON, map keys sorted, so the
 // same record always has the same bytes.
 func (r *Record) marshal() []byte {
@@ -188,8 +221,49 @@ func (r *Record) marshal() []byte {
 	return b
 }
 
-// chainHash is the hash stored in the next record's Prev.
+// chainHash is what the next record's Prev holds in an unkeyed log.
 func chainHash(data []byte) string {
 	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])
+}
+
+// macField opens the last field of a keyed record's stored bytes:
+// {...,"mac":"<64 hex digits>"}.
+const (
+	macField  = `,"mac":"`
+	macSuffix = len(macField) + 2*sha256.Size + len(`"}`)
+)
+
+// seal returns the stored bytes of r in a keyed log: its JSON without MAC,
+// then the MAC of those bytes as a last field. r.MAC is set.
+func (r *Record) seal(mac func() hash.Hash) []byte {
+	r.MAC = ""
+	body := r.marshal()
+	r.MAC = hex.EncodeToString(sum(mac, body))
+	return append(body[:len(body)-1], macField+r.MAC+`"}`...)
+}
+
+// splitMAC splits the stored bytes of a keyed record into the bytes its MAC
+// covers and the MAC; ok is false for a record without one.
+func splitMAC(data []byte) (body []byte, tag string, ok bool) {
+	n := len(data) - macSuffix
+	if n < 1 || string(data[n:n+len(macField)]) != macField || string(data[len(data)-2:]) != `"}` {
+		return nil, "", false
+	}
+	return append(bytes.Clone(data[:n]), '}'), string(data[n+len(macField) : len(data)-2]), true
+}
+
+// link is what the next record's Prev holds: a keyed record's MAC, or the
+// hash of an unkeyed record's bytes.
+func link(data []byte) string {
+	if _, tag, ok := splitMAC(data); ok {
+		return tag
+	}
+	return chainHash(data)
+}
+
+func sum(mac func() hash.Hash, b []byte) []byte {
+	h := mac()
+	h.Write(b)
+	return h.Sum(nil)
 }

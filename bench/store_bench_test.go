@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -34,8 +35,17 @@ func keyWithVersions(b *testing.B, rk tink.AEAD, n int) (*memstore.Store, string
 }
 
 // copyKey copies key id from src to dst in one Create.
+// copyKey copies key id, and the store key that authenticates it if dst
+// has none yet, from src to dst.
 func copyKey(b *testing.B, src, dst store.Store, id string) {
 	ctx := context.Background()
+	const storeKey = keyring.ReservedPrefix + "store"
+	if _, err := dst.Get(ctx, storeKey); errors.Is(err, store.ErrNotFound) {
+		sk, err := src.Get(ctx, storeKey)
+		require.NoError(b, err)
+		_, err = dst.Create(ctx, sk, nil)
+		require.NoError(b, err)
+	}
 	rec, err := src.Get(ctx, id)
 	require.NoError(b, err)
 	vs, err := src.Versions(ctx, id, 0)

@@ -356,8 +356,10 @@ func openHeader(ctx context.Context, k Opener, h *format.Header, raw []byte, c *
 // (a *keyring.Keyring given another key's envelope), keyring.ErrKeyNotFound
 // (a *keyring.Set without that key), keyring.ErrUnknownVersion,
 // keyring.ErrVersionDisabled and keyring.ErrVersionDestroyed. Beyond the
-// input, it fails with keyring.ErrRootKey when the version's material cannot
-// be unwrapped and keyring.ErrAudit when an auditor refuses the Decrypt.
+// input, it fails with keyring.ErrKeyDisabled or keyring.ErrKeyPendingDeletion
+// while the key may not be used, keyring.ErrRootKey when the version's
+// material cannot be unwrapped and keyring.ErrAudit when an auditor refuses
+// the Decrypt.
 func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte, error) {
 	return AppendOpen(ctx, nil, k, sealed, opts...)
 }

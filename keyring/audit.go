@@ -32,6 +32,14 @@ const (
 	OpAddAlias                   Operation = "AddAlias"
 	OpRemoveAlias                Operation = "RemoveAlias"
 	OpRotateRootKey              Operation = "RotateRootKey"
+	OpDisableKey                 Operation = "DisableKey"
+	OpEnableKey                  Operation = "EnableKey"
+	OpScheduleKeyDeletion        Operation = "ScheduleKeyDeletion"
+	OpCancelKeyDeletion          Operation = "CancelKeyDeletion"
+	// OpDeleteKey is the deletion of a key at its deletion date.
+	OpDeleteKey            Operation = "DeleteKey"
+	OpUpdateKeyDescription Operation = "UpdateKeyDescription"
+	OpPutKeyPolicy         Operation = "PutKeyPolicy"
 )
 
 // AuditEvent describes one operation for an Auditor. It never holds key

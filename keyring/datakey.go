@@ -19,6 +19,9 @@ func init() {
 // usable reports why v cannot be used, if it cannot. Every path that
 // encrypts or decrypts under a version calls it for that version.
 func (k *Keyring) usable(v *version) error {
+	if err := k.keyUsable(); err != nil {
+		return err
+	}
 	switch v.State {
 	case VersionEnabled:
 		return nil
@@ -173,9 +176,11 @@ func (k *Keyring) encrypt(ctx context.Context, n uint32, plaintext []byte, ec ma
 // ErrUnknownVersion (after one rate-limited reload from the store),
 // ErrVersionDisabled or ErrVersionDestroyed for a version that cannot
 // decrypt; ErrDecrypt for every authentication failure, a wrong encryption
-// context included. It also fails with ErrRootKey if the version's material
-// cannot be unwrapped, ErrInvalidArgument for an encryption context that
-// cannot be encoded, and ErrAudit if an Auditor refuses the operation.
+// context included. It also fails with ErrKeyDisabled or
+// ErrKeyPendingDeletion while the key may not be used, ErrRootKey if the
+// version's material cannot be unwrapped, ErrInvalidArgument for an
+// encryption context that cannot be encoded, and ErrAudit if an Auditor
+// refuses the operation.
 func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
 	c := newOpConfig(opts)
 	pt, n, err := k.decrypt(ctx, blob, c.ec)

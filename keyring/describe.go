@@ -21,7 +21,10 @@ func (k *Keyring) Cached() Metadata {
 	defer k.mu.RUnlock()
 	md := Metadata{
 		KeyID:           k.id,
-		Aliases:         slices.Clone(k.rec.Aliases),
+		Aliases:         slices.Clone(k.doc.Aliases),
+		KeyState:        k.doc.keyState(),
+		Description:     k.doc.Description,
+		DeletionDate:    k.doc.DeletionDate,
 		CreatedAt:       k.doc.CreatedAt,
 		CurrentVersion:  k.doc.Current,
 		Versions:        make([]Version, len(k.versions)),
@@ -29,6 +32,7 @@ func (k *Keyring) Cached() Metadata {
 		RotationPeriod:  k.doc.RotationPeriod,
 		LastRotatedAt:   k.doc.LastRotatedAt,
 		NextRotationAt:  k.doc.NextRotationAt,
+		ReadAt:          k.now(),
 	}
 	for i, v := range k.versions {
 		md.Versions[i] = v.Version

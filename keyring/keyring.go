@@ -37,8 +37,30 @@
 // [Load] finds a stored key by ID or alias. Version material reaches the
 // store only wrapped under a root key ([WithRootKey]): any tink.AEAD, so
 // Tink's KMS clients plug in, or the built-in [RootKeyFile], [NewRootKey]
-// and [NewPassphraseRootKey]. A persistent store without a root key is
-// refused. [RotateRootKey] moves a store to a new root key.
+// and [NewPassphraseRootKey]; in production read a key file with
+// [ReadRootKeyFile], which never creates one. A persistent store without a
+// root key is refused. [RotateRootKey] moves a store to a new root key.
+//
+// # An untrusted store
+//
+// The store is trusted less than the root key. A store key, wrapped under
+// the root key and unwrapped once per process, authenticates every key
+// record: its current version, schedule, key state, aliases, policy and the
+// exact bytes of every version entry. Someone who can write the store but
+// does not hold the root key can neither read material nor change what a
+// key does: enabling a disabled or destroyed version, rolling back the
+// current version, moving the schedule, pointing an alias at another key,
+// copying a record from another key or store all fail [Load] and Refresh
+// with [ErrTampered], naming the key. One store has one root key: New and
+// Load under another fail with [ErrRootKey]. Replaying a whole older record
+// is not detected (see docs/FORMAT.md, "Stored records").
+//
+// # Key state
+//
+// A key as a whole is enabled, disabled ([Keyring.DisableKey]), pending
+// deletion ([Keyring.ScheduleKeyDeletion], 7 to 30 days) or deleted, as in
+// AWS KMS; see [KeyState]. Only an enabled key encrypts, decrypts and
+// rotates. Other handles see a change when they reload.
 //
 // # Concurrency
 //
@@ -55,8 +77,11 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,14 +96,18 @@ type Keyring struct {
 	bid            [16]byte
 	st             store.Store
 	root           tink.AEAD
+	sk             *storeKeys
 	clock          Clock
 	reloadInterval time.Duration
 	auditors       []Auditor
+	logger         *slog.Logger // nil: slog.Default()
 
 	mu       sync.RWMutex
 	rec      store.Record
 	doc      keyDoc
-	versions []*version // versions[i] has number i+1
+	versions []*version    // versions[i] has number i+1
+	chain    []digest      // chain[i] is the digest of versions 1..i+1
+	state    atomic.Uint32 // doc's KeyState, for the hot path
 
 	reloadMu   sync.Mutex // one unknown-version reload at a time
 	lastReload time.Time
@@ -103,8 +132,11 @@ type version struct {
 }
 
 // New creates a key with version 1 in the configured store and returns it.
-// It fails with ErrInvalidArgument for a bad option and with an error
-// wrapping store.ErrExists if an alias is taken.
+// The first key created in a store also creates the store key (see
+// ErrTampered), wrapped under the root key; a store whose keys are under
+// another root key refuses New with ErrRootKey. New fails with
+// ErrInvalidArgument for a bad option and with an error wrapping
+// store.ErrExists if an alias is taken.
 func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	c, err := newConfig(opts)
 	if err != nil {
@@ -116,27 +148,36 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	if err := checkRootKey(c, c.store); err != nil {
 		return nil, err
 	}
+	sk, err := loadStoreKeys(ctx, c.store, c.rootKey, true)
+	if err != nil {
+		return nil, err
+	}
 	u, err := uuid.NewRandom()
 	if err != nil {
 		return nil, fmt.Errorf("keyring: generate key ID: %w", err)
 	}
-	k := newKeyring(u, c)
+	k := newKeyring(u, c, sk)
 	now := k.now()
-	k.doc = keyDoc{Format: recordFormat, CreatedAt: now, Current: 1}
+	doc := keyDoc{
+		Format: recordFormat, CreatedAt: now, Current: 1, State: KeyEnabled.String(),
+		Description: c.description, Policy: c.policy, Aliases: sortedAliases(c.aliases),
+	}
 	if c.period > 0 {
-		k.doc.RotationPeriod = c.period
-		k.doc.NextRotationAt = now.Add(c.period)
+		doc.RotationPeriod = c.period
+		doc.NextRotationAt = now.Add(c.period)
 	}
 	v1, err := k.newVersion(1, OriginInitial, now)
 	if err != nil {
 		return nil, err
 	}
-	rec := store.Record{KeyID: k.id, Aliases: slices.Clone(c.aliases), Data: k.doc.marshal()}
-	k.rec, err = c.store.Create(ctx, rec, []store.Version{{Number: 1, Data: v1.data}})
+	chain := []digest{chainNext(chainStart(k.bid), 1, v1.data)}
+	doc.Versions = chain[0]
+	rec := store.Record{KeyID: k.id, Aliases: doc.Aliases, Data: doc.seal(sk, k.bid)}
+	rec, err = c.store.Create(ctx, rec, []store.Version{{Number: 1, Data: v1.data}})
 	if err != nil {
 		return nil, k.audit(ctx, AuditEvent{Operation: OpCreateKey, Err: fmt.Errorf("keyring: create key: %w", err)})
 	}
-	k.versions = []*version{v1}
+	k.install(rec, doc, []*version{v1}, chain)
 	if err := k.audit(ctx, AuditEvent{Operation: OpCreateKey, Version: 1, Origin: OriginInitial}); err != nil {
 		return nil, err
 	}
@@ -144,9 +185,12 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 }
 
 // Load returns the key whose ID or alias is idOrAlias from st, with every
-// version. It fails with ErrKeyNotFound if there is none, ErrRootKey if the
-// root key cannot unwrap the material, and ErrInvalidArgument if given a
-// creation-only option (WithStore, WithAlias, WithRotationPeriod).
+// version. It authenticates what it reads (see ErrTampered) and fails with
+// ErrKeyNotFound if there is no such key, ErrRootKey if the root key cannot
+// unwrap the store key or the current version's material, ErrTampered if a
+// record was changed without the root key, and ErrInvalidArgument if given
+// a creation-only option (WithStore, WithAlias, WithRotationPeriod,
+// WithDescription). A deleted key loads as its tombstone.
 func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option) (*Keyring, error) {
 	c, err := newConfig(opts)
 	if err != nil {
@@ -162,6 +206,9 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 	if err := checkRootKey(c, st); err != nil {
 		return nil, err
 	}
+	if isReserved(idOrAlias) {
+		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, idOrAlias)
+	}
 	rec, err := st.Get(ctx, idOrAlias)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, idOrAlias)
@@ -173,9 +220,20 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 	if err != nil {
 		return nil, err
 	}
-	k := newKeyring(u, c)
+	byAlias := strings.HasPrefix(idOrAlias, "alias/")
+	if !byAlias && rec.KeyID != idOrAlias {
+		return nil, tampered(u, "the store returned it for key ID %q", idOrAlias)
+	}
+	sk, err := loadStoreKeys(ctx, st, c.rootKey, false)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: load %q: %w", idOrAlias, err)
+	}
+	k := newKeyring(u, c, sk)
 	if err := k.apply(ctx, rec); err != nil {
 		return nil, err
+	}
+	if byAlias && !slices.Contains(k.Cached().Aliases, idOrAlias) {
+		return nil, tampered(u, "the store maps alias %s to it, but the key does not have that alias", idOrAlias)
 	}
 	return k, nil
 }
@@ -184,18 +242,22 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 func keyIDBytes(id string) ([16]byte, error) {
 	u, err := uuid.Parse(id)
 	if err != nil || u.String() != id {
-		return u, fmt.Errorf("keyring: corrupt key record: key ID %q", id)
+		return u, fmt.Errorf("%w: key ID %q is not a UUID", ErrTampered, id)
 	}
 	return u, nil
 }
 
-// List returns the IDs of every key in st, sorted.
+// keyIDString formats a binary key ID.
+func keyIDString(id [16]byte) string { return uuid.UUID(id).String() }
+
+// List returns the IDs of every key in st, sorted, deleted keys included.
+// Records that are not keys (ReservedPrefix) are left out.
 func List(ctx context.Context, st store.Store) ([]string, error) {
 	ids, err := st.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: list keys: %w", err)
 	}
-	return ids, nil
+	return slices.DeleteFunc(ids, isReserved), nil
 }
 
 // checkRootKey refuses the process-local default root key with a store that
@@ -211,15 +273,17 @@ func checkRootKey(c *config, st store.Store) error {
 	return fmt.Errorf("%w: a persistent store needs a root key (WithRootKey): without one, its key material could never be read again", ErrInvalidArgument)
 }
 
-func newKeyring(u uuid.UUID, c *config) *Keyring {
+func newKeyring(u uuid.UUID, c *config, sk *storeKeys) *Keyring {
 	return &Keyring{
 		id:             u.String(),
 		bid:            u,
 		st:             c.store,
 		root:           c.rootKey,
+		sk:             sk,
 		clock:          c.clock,
 		reloadInterval: c.reloadInterval,
 		auditors:       c.auditors,
+		logger:         c.logger,
 	}
 }
 

@@ -22,6 +22,13 @@ func (v *version) withState(s VersionState, destroyAt time.Time) *version {
 	return nv
 }
 
+// withMaterial returns a copy of v whose material is wrapped as wrapped.
+func (v *version) withMaterial(wrapped []byte) *version {
+	nv := &version{Version: v.Version, wrapped: wrapped}
+	nv.data = nv.marshal(wrapped)
+	return nv
+}
+
 // changeVersion applies fn to version n in a compare-and-swap update and
 // returns the changed version. fn returns the new state and destruction
 // time, or errNoChange to leave the version as it is.
@@ -31,6 +38,9 @@ func (k *Keyring) changeVersion(ctx context.Context, op Operation, n uint32, fn 
 	}
 	var out Version
 	err := k.mutate(ctx, string(op), func(doc *keyDoc, vs []*version, now time.Time) ([]*version, error) {
+		if err := k.changeable(doc); err != nil {
+			return nil, err
+		}
 		v := vs[n-1]
 		out = v.Version
 		state, at, err := fn(v, n == doc.Current, now)

@@ -6,55 +6,119 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kmsring/kmsring/store"
 )
 
 // Refresh reloads the key from its store, picking up versions and changes
-// made through other handles or processes. Unchanged versions are not
-// unwrapped again.
+// made through other handles or processes, and authenticates what it reads
+// (ErrTampered). Unchanged versions are not unwrapped again.
 func (k *Keyring) Refresh(ctx context.Context) error {
-	rec, err := k.st.Get(ctx, k.id)
+	rec, err := k.get(ctx)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: %s", ErrKeyNotFound, k.id)
-		}
-		return fmt.Errorf("keyring: reload %s: %w", k.id, err)
+		return err
 	}
 	return k.apply(ctx, rec)
 }
 
-// apply installs rec, a record read from the store, with its versions,
-// unless the handle already holds that revision or a newer one.
+// get reads the key's record.
+func (k *Keyring) get(ctx context.Context) (store.Record, error) {
+	rec, err := k.st.Get(ctx, k.id)
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, fmt.Errorf("%w: %s", ErrKeyNotFound, k.id)
+	}
+	if err != nil {
+		return rec, fmt.Errorf("keyring: reload %s: %w", k.id, err)
+	}
+	if rec.KeyID != k.id {
+		return rec, tampered(k.bid, "the store returned the record of %q for it", rec.KeyID)
+	}
+	return rec, nil
+}
+
+// errRace reports versions that do not match the record read before them
+// because a writer changed the key in between.
+var errRace = errors.New("keyring: key changed while loading")
+
+// maxLoadAttempts bounds the reloads of one apply that a concurrent writer
+// can cause.
+const maxLoadAttempts = 10
+
+// apply authenticates rec, a record read from the store, and installs it
+// with its versions, unless the handle already holds that revision or a
+// newer one.
 func (k *Keyring) apply(ctx context.Context, rec store.Record) error {
-	doc, err := parseKeyDoc(rec.Data)
+	for attempt := 1; ; attempt++ {
+		err := k.applyOnce(ctx, rec)
+		if !errors.Is(err, errRace) {
+			return err
+		}
+		// The versions did not match the record: a writer changed the key
+		// after rec was read (its revision moved), or the store was
+		// tampered with (it did not).
+		again, gerr := k.get(ctx)
+		if gerr != nil {
+			return gerr
+		}
+		if again.Revision == rec.Revision || attempt == maxLoadAttempts {
+			return tampered(k.bid, "%v", err)
+		}
+		rec = again
+	}
+}
+
+func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
+	doc, err := openKeyDoc(k.sk, k.bid, rec.Data)
 	if err != nil {
 		return err
 	}
+	if !slices.Equal(sortedAliases(rec.Aliases), doc.Aliases) {
+		return tampered(k.bid, "the store lists aliases %q, the key record %q", rec.Aliases, doc.Aliases)
+	}
 	k.mu.RLock()
-	have, haveDoc, haveRev := k.versions, k.doc, k.rec.Revision
+	have, haveChain, haveDoc, haveRev := k.versions, k.chain, k.doc, k.rec.Revision
 	k.mu.RUnlock()
 	if have != nil && rec.Revision <= haveRev {
 		return nil
 	}
-	var after uint32
+	// Fetch only new versions when no existing one has changed: the
+	// handle's versions 1..len(have) were authenticated before.
+	after := 0
 	if have != nil && doc.StateChanges == haveDoc.StateChanges && len(have) <= int(doc.Current) {
-		after = uint32(len(have))
+		after = len(have)
 	}
-	svs, err := k.st.Versions(ctx, k.id, after)
+	svs, err := k.st.Versions(ctx, k.id, uint32(after))
 	if err != nil {
 		return fmt.Errorf("keyring: load versions of %s: %w", k.id, err)
 	}
-	vs := make([]*version, after, doc.Current)
+	// Authenticate the versions before reading them: their number must be
+	// the record's current version and their digest the record's. Nothing
+	// here is sized by what the store claims, only by what it returned.
+	n := min(len(svs), int(doc.Current)-after)
+	chain := make([]digest, after, after+n)
+	copy(chain, haveChain)
+	d := chainStart(k.bid)
+	if after > 0 {
+		d = chain[after-1]
+	}
+	for i, sv := range svs[:n] {
+		if int(sv.Number) != after+i+1 {
+			return fmt.Errorf("%w: version %d where %d belongs", errRace, sv.Number, after+i+1)
+		}
+		if len(sv.Data) > maxVersionRecord {
+			return tampered(k.bid, "version %d record of %d bytes", sv.Number, len(sv.Data))
+		}
+		d = chainNext(d, sv.Number, sv.Data)
+		chain = append(chain, d)
+	}
+	if len(chain) != int(doc.Current) || d != doc.Versions {
+		return fmt.Errorf("%w: %d versions with digest %x, the key record says %d with %x", errRace, len(chain), d[:4], doc.Current, doc.Versions[:4])
+	}
+	vs := make([]*version, after, len(chain))
 	copy(vs, have)
-	for _, sv := range svs {
-		if sv.Number > doc.Current {
-			break // written after rec was read; the next reload takes it
-		}
-		if int(sv.Number) != len(vs)+1 {
-			return fmt.Errorf("keyring: corrupt store: key %s lacks version %d", k.id, len(vs)+1)
-		}
+	for _, sv := range svs[:n] {
 		if i := int(sv.Number) - 1; i < len(have) && bytes.Equal(have[i].data, sv.Data) {
 			vs = append(vs, have[i])
 			continue
@@ -64,9 +128,6 @@ func (k *Keyring) apply(ctx context.Context, rec store.Record) error {
 			return err
 		}
 		vs = append(vs, v)
-	}
-	if uint32(len(vs)) != doc.Current {
-		return fmt.Errorf("keyring: corrupt store: key %s has %d of %d versions", k.id, len(vs), doc.Current)
 	}
 	// Unwrap the current version now: a wrong root key fails here, by
 	// name, rather than on the first encryption.
@@ -78,13 +139,26 @@ func (k *Keyring) apply(ctx context.Context, rec store.Record) error {
 		k.mu.Unlock()
 		return nil
 	}
-	changed := !k.doc.NextRotationAt.Equal(doc.NextRotationAt)
-	k.rec, k.doc, k.versions = rec, doc, vs
+	changed := k.versions != nil && scheduleChanged(&k.doc, &doc)
+	k.installLocked(rec, doc, vs, chain)
 	k.mu.Unlock()
 	if changed {
 		k.notifyWatchers()
 	}
 	return nil
+}
+
+// install sets the handle's state.
+func (k *Keyring) install(rec store.Record, doc keyDoc, vs []*version, chain []digest) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.installLocked(rec, doc, vs, chain)
+}
+
+// installLocked is install with k.mu held.
+func (k *Keyring) installLocked(rec store.Record, doc keyDoc, vs []*version, chain []digest) {
+	k.rec, k.doc, k.versions, k.chain = rec, doc, vs, chain
+	k.state.Store(uint32(doc.keyState()))
 }
 
 func (k *Keyring) decodeVersion(sv store.Version) (*version, error) {
@@ -110,7 +184,7 @@ func (k *Keyring) wrapAEAD(v *version) (cipher.AEAD, error) {
 		}
 		material, err := k.root.Decrypt(v.wrapped, materialAD(k.bid, v.Number))
 		if err != nil {
-			v.err = fmt.Errorf("%w: key %s version %d", ErrRootKey, k.id, v.Number)
+			v.err = fmt.Errorf("%w: key %s version %d: %w", ErrRootKey, k.id, v.Number, err)
 			return
 		}
 		defer clear(material)

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"fmt"
+	"log/slog"
 	"regexp"
 	"time"
 
@@ -18,8 +19,11 @@ type config struct {
 	clock          Clock
 	period         time.Duration
 	aliases        []string
+	description    string
+	policy         string
 	reloadInterval time.Duration
 	auditors       []Auditor
+	logger         *slog.Logger
 	// creationOnly names the creation-only options given; Load rejects them.
 	creationOnly []string
 	errs         []error
@@ -111,6 +115,18 @@ func WithReloadInterval(d time.Duration) Option {
 			c.fail("negative reload interval %v", d)
 		}
 		c.reloadInterval = d
+	}
+}
+
+// WithLogger sets the logger the keyring reports to (today: reloads that
+// Watch could not make). The default is slog.Default() at the time of
+// logging.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			c.fail("nil logger")
+		}
+		c.logger = l
 	}
 }
 

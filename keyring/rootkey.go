@@ -1,21 +1,19 @@
 package keyring
 
 import (
-	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/kmsring/kmsring/store"
 	"github.com/tink-crypto/tink-go/v2/tink"
-	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -32,7 +30,8 @@ const RootKeySize = chacha20poly1305.KeySize
 // NewRootKey returns a root key that wraps under a local 32-byte key with
 // XChaCha20-Poly1305 and a random 24-byte nonce per call, so it has no
 // practical limit on the number of calls. Its ciphertext is nonce || sealed.
-// The key is copied. The AEAD is safe for concurrent use.
+// The key is copied. The AEAD is safe for concurrent use, and prints (fmt,
+// slog, JSON) as "keyring.RootKey(local)", never its key.
 func NewRootKey(key []byte) (tink.AEAD, error) {
 	if len(key) != RootKeySize {
 		return nil, fmt.Errorf("%w: root key must be %d bytes, not %d", ErrInvalidArgument, RootKeySize, len(key))
@@ -41,10 +40,13 @@ func NewRootKey(key []byte) (tink.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return localRootKey{aead}, nil
+	return localRootKey{redacted{"keyring.RootKey(local)"}, aead}, nil
 }
 
-type localRootKey struct{ aead cipher.AEAD }
+type localRootKey struct {
+	redacted
+	aead cipher.AEAD
+}
 
 func (r localRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
 	out := make([]byte, r.aead.NonceSize(), r.aead.NonceSize()+len(plaintext)+r.aead.Overhead())
@@ -68,32 +70,42 @@ func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error)
 
 // RootKeyFile returns the local root key kept in the file at path: exactly
 // 32 random bytes. If the file does not exist, it is created with a fresh
-// key and mode 0600 (and synced). A file that other users may read or
-// write, or that does not hold exactly 32 bytes, is refused with
-// ErrInvalidArgument. Keep the file apart from the store: whoever holds
-// both holds every key.
+// key and mode 0600 (and synced): convenient for a quickstart or a first
+// run, dangerous in production, where a typo in the path would silently
+// become a new root key. Production code should use ReadRootKeyFile, which
+// never creates. Otherwise it is ReadRootKeyFile. Keep the file apart from
+// the store: whoever holds both holds every key.
 func RootKeyFile(path string) (tink.AEAD, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return ReadRootKeyFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyring: create root key file: %w", err)
+	}
+	key := randomBytes(RootKeySize)
+	defer clear(key)
+	_, err = f.Write(key)
 	if err == nil {
-		key := randomBytes(RootKeySize)
-		defer clear(key)
-		_, err := f.Write(key)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-			return nil, fmt.Errorf("keyring: create root key file: %w", err)
-		}
-		return NewRootKey(key)
+		err = f.Sync()
 	}
-	if !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	f, err = os.Open(path)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("keyring: create root key file: %w", err)
+	}
+	return NewRootKey(key)
+}
+
+// ReadRootKeyFile returns the local root key kept in the file at path,
+// which must exist and hold exactly 32 bytes readable by its owner only
+// (mode 0600 or stricter); anything else is refused with ErrInvalidArgument
+// (or the os error, for a missing file). It never creates a file: use it in
+// production, so that a wrong path fails instead of starting a new root key.
+func ReadRootKeyFile(path string) (tink.AEAD, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: root key file: %w", err)
 	}
@@ -101,6 +113,9 @@ func RootKeyFile(path string) (tink.AEAD, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("keyring: root key file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: root key file %s is not a regular file", ErrInvalidArgument, path)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%w: root key file %s has mode %v; it must be readable by its owner only (chmod 600)", ErrInvalidArgument, path, fi.Mode().Perm())
@@ -116,156 +131,31 @@ func RootKeyFile(path string) (tink.AEAD, error) {
 	return NewRootKey(key)
 }
 
-// Argon2Params are the argon2id parameters of a passphrase root key.
-type Argon2Params struct {
-	Time    uint32 // passes over memory
-	Memory  uint32 // KiB
-	Threads uint8
-}
-
-// DefaultArgon2Params is RFC 9106's second recommended option: 3 passes over
-// 64 MiB with 4 lanes.
-var DefaultArgon2Params = Argon2Params{Time: 3, Memory: 64 << 10, Threads: 4}
-
-// Limits on parameters read back from a store, so that a tampered record
-// cannot make a process spend unbounded time or memory.
-const (
-	maxArgon2Time   = 64
-	maxArgon2Memory = 4 << 20 // 4 GiB
-)
-
-func (p Argon2Params) check() error {
-	if p.Time < 1 || p.Time > maxArgon2Time || p.Memory < 8*uint32(max(p.Threads, 1)) || p.Memory > maxArgon2Memory || p.Threads < 1 {
-		return fmt.Errorf("%w: argon2id parameters %+v out of range", ErrInvalidArgument, p)
-	}
-	return nil
-}
-
-// passphraseFormat opens every ciphertext of a passphrase root key:
-//
-//	0x01 || time (uint32) || memory KiB (uint32) || threads (uint8) || salt (16) || nonce (24) || sealed
-//
-// The parameters and salt travel with each ciphertext, so a store needs
-// nothing else to be opened with the passphrase, and they are bound as
-// associated data.
-const (
-	passphraseFormat     = 0x01
-	passphraseSaltSize   = 16
-	passphraseHeaderSize = 1 + 4 + 4 + 1 + passphraseSaltSize
-	maxDerivedKeys       = 16
-)
-
-// NewPassphraseRootKey returns a root key derived from a passphrase with
-// argon2id. Each instance draws a random salt and derives its key once, up
-// front; ciphertexts carry the salt and parameters they were made with, and
-// decrypting one made by another instance derives (and caches) its key. A
-// wrong passphrase makes Load fail with ErrRootKey. The AEAD is safe for
-// concurrent use.
-func NewPassphraseRootKey(passphrase []byte, p Argon2Params) (tink.AEAD, error) {
-	if len(passphrase) == 0 {
-		return nil, fmt.Errorf("%w: empty passphrase", ErrInvalidArgument)
-	}
-	if err := p.check(); err != nil {
-		return nil, err
-	}
-	r := &passphraseRootKey{passphrase: bytes.Clone(passphrase), derived: make(map[string]cipher.AEAD)}
-	r.header = append(r.header, passphraseFormat)
-	r.header = binary.BigEndian.AppendUint32(r.header, p.Time)
-	r.header = binary.BigEndian.AppendUint32(r.header, p.Memory)
-	r.header = append(r.header, p.Threads)
-	r.header = append(r.header, randomBytes(passphraseSaltSize)...)
-	var err error
-	if r.aead, err = r.derive(p, r.header[passphraseHeaderSize-passphraseSaltSize:]); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-type passphraseRootKey struct {
-	passphrase []byte
-	header     []byte // this instance's format, parameters and salt
-	aead       cipher.AEAD
-
-	mu      sync.Mutex
-	derived map[string]cipher.AEAD // by header, for other instances' ciphertexts
-}
-
-func (r *passphraseRootKey) derive(p Argon2Params, salt []byte) (cipher.AEAD, error) {
-	key := argon2.IDKey(r.passphrase, salt, p.Time, p.Memory, p.Threads, chacha20poly1305.KeySize)
-	defer clear(key)
-	return chacha20poly1305.NewX(key)
-}
-
-func (r *passphraseRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
-	out := make([]byte, passphraseHeaderSize+chacha20poly1305.NonceSizeX, passphraseHeaderSize+chacha20poly1305.NonceSizeX+len(plaintext)+chacha20poly1305.Overhead)
-	copy(out, r.header)
-	nonce := out[passphraseHeaderSize:]
-	rand.Read(nonce)
-	ad := append(bytes.Clone(r.header), associatedData...)
-	return r.aead.Seal(out, nonce, plaintext, ad), nil
-}
-
-func (r *passphraseRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	if len(ciphertext) < passphraseHeaderSize+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead || ciphertext[0] != passphraseFormat {
-		return nil, errRootOpen
-	}
-	header := ciphertext[:passphraseHeaderSize]
-	aead := r.aead
-	if !bytes.Equal(header, r.header) {
-		var err error
-		if aead, err = r.derivedFor(header); err != nil {
-			return nil, err
-		}
-	}
-	nonce := ciphertext[passphraseHeaderSize : passphraseHeaderSize+chacha20poly1305.NonceSizeX]
-	ad := append(bytes.Clone(header), associatedData...)
-	pt, err := aead.Open(nil, nonce, ciphertext[passphraseHeaderSize+chacha20poly1305.NonceSizeX:], ad)
-	if err != nil {
-		return nil, errRootOpen
-	}
-	return pt, nil
-}
-
-func (r *passphraseRootKey) derivedFor(header []byte) (cipher.AEAD, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if aead, ok := r.derived[string(header)]; ok {
-		return aead, nil
-	}
-	p := Argon2Params{
-		Time:    binary.BigEndian.Uint32(header[1:]),
-		Memory:  binary.BigEndian.Uint32(header[5:]),
-		Threads: header[9],
-	}
-	if err := p.check(); err != nil {
-		return nil, errRootOpen
-	}
-	aead, err := r.derive(p, header[passphraseHeaderSize-passphraseSaltSize:])
-	if err != nil {
-		return nil, err
-	}
-	if len(r.derived) >= maxDerivedKeys {
-		clear(r.derived)
-	}
-	r.derived[string(header)] = aead
-	return aead, nil
-}
-
 // RootKeys returns a root key that encrypts with primary and decrypts with
 // the first of primary and others that succeeds: what every process needs
-// while RotateRootKey moves a store from an old root key to a new one.
+// while RotateRootKey moves a store from an old root key to a new one. It
+// prints (fmt, slog, JSON) as the list of its keys' printed forms, and the
+// type names of root keys from other packages, never their contents.
 func RootKeys(primary tink.AEAD, others ...tink.AEAD) tink.AEAD {
-	return rootKeyList(append([]tink.AEAD{primary}, others...))
+	keys := append([]tink.AEAD{primary}, others...)
+	names := make([]string, len(keys))
+	for i, rk := range keys {
+		names[i] = describe(rk)
+	}
+	return rootKeyList{redacted{"keyring.RootKeys(" + strings.Join(names, ", ") + ")"}, keys}
 }
 
-type rootKeyList []tink.AEAD
+type rootKeyList struct {
+	redacted
+	keys []tink.AEAD
+}
 
 func (l rootKeyList) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
-	return l[0].Encrypt(plaintext, associatedData)
+	return l.keys[0].Encrypt(plaintext, associatedData)
 }
 
 func (l rootKeyList) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	for _, rk := range l {
+	for _, rk := range l.keys {
 		if pt, err := rk.Decrypt(ciphertext, associatedData); err == nil {
 			return pt, nil
 		}
@@ -273,23 +163,30 @@ func (l rootKeyList) Decrypt(ciphertext, associatedData []byte) ([]byte, error) 
 	return nil, errRootOpen
 }
 
-// RotateRootKey rewraps the material of every version of every key in st
-// from the root key from to the root key to. It is resumable: material that
-// to already unwraps is left alone, so a call interrupted by a crash or an
-// error can simply be repeated. Each key is rewritten in one
-// compare-and-swap update, retried on conflict. Processes that hold keyrings
-// on st should run with RootKeys(to, from) until it completes. It returns
-// how many versions it rewrapped, and sends each auditor one
-// OpRotateRootKey event per key it rewrapped (Version is the newest version
-// rewrapped).
+// RotateRootKey rewraps the material of every version of every key in st,
+// and the store key, from the root key from to the root key to. Every key
+// record is authenticated before it is rewritten (ErrTampered). It is
+// resumable: material that to already unwraps is left alone, so a call
+// interrupted by a crash or an error can simply be repeated. Each key is
+// rewritten in one compare-and-swap update, retried on conflict. Processes
+// that hold keyrings on st should run with RootKeys(to, from) until it
+// completes. It returns how many versions it rewrapped, and sends each
+// auditor one OpRotateRootKey event per key it rewrapped (Version is the
+// newest version rewrapped).
+//
+// Once it has completed and the old root key is destroyed, copies of the
+// store made before (backups) can no longer be unwrapped: this is how
+// material erased by version destruction or key deletion is also erased
+// from backups (crypto-shredding).
 func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD, auditors ...Auditor) (int, error) {
-	ids, err := st.List(ctx)
+	ids, err := List(ctx, st)
 	if err != nil {
 		return 0, fmt.Errorf("keyring: rotate root key: %w", err)
 	}
+	both := RootKeys(to, from)
 	total := 0
 	for _, id := range ids {
-		n, last, err := rewrapKey(ctx, st, id, from, to)
+		n, last, err := rewrapKey(ctx, st, id, from, to, both)
 		total += n
 		if n > 0 || err != nil {
 			e := AuditEvent{Time: time.Now().UTC(), Operation: OpRotateRootKey, KeyID: id, Version: last, Err: err}
@@ -303,68 +200,55 @@ func RotateRootKey(ctx context.Context, st store.Store, from, to tink.AEAD, audi
 			return total, err
 		}
 	}
+	if _, err := rewrapStoreKey(ctx, st, from, to); err != nil && len(ids) > 0 {
+		return total, err
+	}
 	return total, nil
 }
 
 // rewrapKey rewraps the versions of key id and returns how many it
 // rewrapped and the newest of them.
-func rewrapKey(ctx context.Context, st store.Store, id string, from, to tink.AEAD) (n int, last uint32, err error) {
-	for attempt := 1; ; attempt++ {
-		rec, err := st.Get(ctx, id)
-		if err != nil {
-			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
-		}
-		doc, err := parseKeyDoc(rec.Data)
-		if err != nil {
-			return 0, 0, err
-		}
-		k, err := keyIDBytes(id)
-		if err != nil {
-			return 0, 0, err
-		}
-		svs, err := st.Versions(ctx, id, 0)
-		if err != nil {
-			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
-		}
-		var put []store.Version
-		for _, sv := range svs {
-			d, _, _, err := parseVersionDoc(sv.Data)
-			if err != nil {
-				return 0, 0, fmt.Errorf("%w (key %s version %d)", err, id, sv.Number)
-			}
-			if len(d.Material) == 0 {
+func rewrapKey(ctx context.Context, st store.Store, id string, from, to, both tink.AEAD) (n int, last uint32, err error) {
+	k, err := Load(ctx, st, id, WithRootKey(both))
+	if err != nil {
+		return 0, 0, err
+	}
+	var put []*version
+	err = k.mutate(ctx, string(OpRotateRootKey), func(doc *keyDoc, vs []*version, _ time.Time) ([]*version, error) {
+		put = put[:0]
+		for _, v := range vs {
+			if v.wrapped == nil {
 				continue
 			}
-			ad := materialAD(k, sv.Number)
-			if m, err := to.Decrypt(d.Material, ad); err == nil {
+			ad := materialAD(k.bid, v.Number)
+			if m, err := to.Decrypt(v.wrapped, ad); err == nil {
 				clear(m)
 				continue // done by an earlier, interrupted call
 			}
-			m, err := from.Decrypt(d.Material, ad)
+			m, err := from.Decrypt(v.wrapped, ad)
 			if err != nil {
-				return 0, 0, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, sv.Number)
+				return nil, fmt.Errorf("%w: key %s version %d", ErrRootKey, id, v.Number)
 			}
-			d.Material, err = to.Encrypt(m, ad)
+			wrapped, err := to.Encrypt(m, ad)
 			clear(m)
 			if err != nil {
-				return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
+				return nil, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
 			}
-			put = append(put, store.Version{Number: sv.Number, Data: mustJSON(d)})
+			put = append(put, v.withMaterial(wrapped))
 		}
 		if len(put) == 0 {
-			return 0, 0, nil
+			return nil, errNoChange
 		}
 		doc.StateChanges++
-		rec.Data = doc.marshal()
-		_, err = st.Update(ctx, rec, put)
-		if errors.Is(err, store.ErrConflict) && attempt < maxAttempts {
-			continue
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("keyring: rotate root key of %s: %w", id, err)
-		}
-		return len(put), put[len(put)-1].Number, nil
+		return put, nil
+	})
+	if err == errNoChange {
+		return 0, 0, nil
 	}
+	if err != nil {
+		return 0, 0, err
+	}
+	return len(put), put[len(put)-1].Number, nil
 }
 
 // ephemeralRootKey is the root key of keyrings created without WithRootKey:

@@ -22,8 +22,9 @@ import (
 // store.
 type durable struct{ store.Store }
 
-// fast argon2id parameters for tests; production uses the defaults.
-var testArgon2 = keyring.Argon2Params{Time: 1, Memory: 64, Threads: 1}
+// the cheapest argon2id parameters allowed, for tests; production uses the
+// defaults.
+var testArgon2 = keyring.Argon2Params{Time: keyring.MinArgon2Time, Memory: keyring.MinArgon2Memory, Threads: 1}
 
 func TestPersistentStoreNeedsRootKey(t *testing.T) {
 	ctx := t.Context()
@@ -64,6 +65,18 @@ func TestRootKeyFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(short, make([]byte, 31), 0o600))
 	_, err = keyring.RootKeyFile(short)
 	assert.ErrorIs(t, err, keyring.ErrInvalidArgument)
+
+	// ReadRootKeyFile never creates: a typo in the path is an error, not a
+	// new root key.
+	typo := filepath.Join(filepath.Dir(path), "root.kye")
+	_, err = keyring.ReadRootKeyFile(typo)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.NoFileExists(t, typo, "nothing was created")
+	require.NoError(t, os.Chmod(path, 0o600))
+	read, err := keyring.ReadRootKeyFile(path)
+	require.NoError(t, err)
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(read))
+	require.NoError(t, err, "ReadRootKeyFile reads the key RootKeyFile made")
 }
 
 func TestPassphraseRootKey(t *testing.T) {
@@ -214,10 +227,13 @@ func TestLoadUnwrapsLazily(t *testing.T) {
 	rk := &countingRootKey{AEAD: local}
 	l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
 	require.NoError(t, err)
-	assert.Equal(t, int32(1), rk.decrypts.Load(), "Load unwraps only the current version")
+	assert.Equal(t, int32(2), rk.decrypts.Load(), "Load unwraps the store key and the current version only")
 	_, err = l.Decrypt(ctx, old)
 	require.NoError(t, err)
 	_, err = l.Decrypt(ctx, old)
 	require.NoError(t, err)
-	assert.Equal(t, int32(2), rk.decrypts.Load(), "an old version is unwrapped once, on first use")
+	assert.Equal(t, int32(3), rk.decrypts.Load(), "an old version is unwrapped once, on first use")
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	assert.Equal(t, int32(4), rk.decrypts.Load(), "a second Load unwraps the current version, not the store key again")
 }

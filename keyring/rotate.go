@@ -51,6 +51,12 @@ func (k *Keyring) RotateIfDue(ctx context.Context) (Version, bool, error) {
 func (k *Keyring) rotate(ctx context.Context, origin Origin) (*version, error) {
 	var nv *version
 	err := k.mutate(ctx, "rotate", func(doc *keyDoc, _ []*version, now time.Time) ([]*version, error) {
+		if s := doc.keyState(); s != KeyEnabled {
+			if origin == OriginAutomatic {
+				return nil, errNoChange // paused; due again once enabled
+			}
+			return nil, k.keyStateError(s)
+		}
 		if origin == OriginAutomatic {
 			if doc.RotationPeriod == 0 || now.Before(doc.NextRotationAt) {
 				return nil, errNoChange
@@ -86,6 +92,9 @@ func (k *Keyring) EnableRotation(ctx context.Context, d time.Duration) error {
 		return k.audit(ctx, AuditEvent{Operation: OpEnableKeyRotation, Err: err})
 	}
 	err := k.mutate(ctx, "enable rotation", func(doc *keyDoc, _ []*version, now time.Time) ([]*version, error) {
+		if s := doc.keyState(); s != KeyEnabled {
+			return nil, k.keyStateError(s)
+		}
 		doc.RotationPeriod = d
 		doc.NextRotationAt = now.Add(d)
 		return nil, nil
@@ -97,6 +106,9 @@ func (k *Keyring) EnableRotation(ctx context.Context, d time.Duration) error {
 // time read zero afterwards, and the key is never overdue.
 func (k *Keyring) DisableRotation(ctx context.Context) error {
 	err := k.mutate(ctx, "disable rotation", func(doc *keyDoc, _ []*version, _ time.Time) ([]*version, error) {
+		if s := doc.keyState(); s != KeyEnabled {
+			return nil, k.keyStateError(s)
+		}
 		doc.RotationPeriod = 0
 		doc.NextRotationAt = time.Time{}
 		return nil, nil

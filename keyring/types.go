@@ -1,8 +1,10 @@
 package keyring
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -96,6 +98,17 @@ type Metadata struct {
 	// demand; zero before the first. NextRotationAt is when automatic
 	// rotation is next due; zero when rotation is off.
 	LastRotatedAt, NextRotationAt time.Time
+	// KeyState is the state of the key as a whole; DeletionDate is when a
+	// key pending deletion will be deleted, or when a deleted key was, and
+	// zero otherwise.
+	KeyState     KeyState
+	DeletionDate time.Time
+	// Description is the key's description (WithDescription,
+	// SetDescription).
+	Description string
+	// ReadAt is the keyring clock's time when Describe or Cached returned
+	// this metadata: what a check made on it (an overdue alarm) is dated.
+	ReadAt time.Time
 }
 
 // KeySpec selects the size of a generated data key.
@@ -154,3 +167,40 @@ func (d DataKey) GoString() string { return d.String() }
 
 // Format writes String for every verb, so no verb prints the plaintext.
 func (d DataKey) Format(f fmt.State, _ rune) { io.WriteString(f, d.String()) }
+
+// MarshalJSON encodes KeyID, Version and Ciphertext (base64), never
+// Plaintext: {"KeyID":...,"Version":...,"Ciphertext":...}. Unmarshalling
+// it gives a DataKey without Plaintext, which Decrypt of Ciphertext
+// restores.
+func (d DataKey) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		KeyID      string
+		Version    uint32
+		Ciphertext []byte
+	}{d.KeyID, d.Version, d.Ciphertext})
+}
+
+// LogValue is what slog records for a data key: its key ID, version and
+// the sizes of its parts, never the plaintext.
+func (d DataKey) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("key_id", d.KeyID),
+		slog.Any("version", d.Version),
+		slog.Int("plaintext_bytes", len(d.Plaintext)),
+		slog.Int("ciphertext_bytes", len(d.Ciphertext)),
+	)
+}
+
+// String describes the keyring by its key ID: "keyring.Keyring{KeyID:
+// ...}". A Keyring prints (fmt, slog) only this, never its root key or
+// loaded versions.
+func (k *Keyring) String() string { return "keyring.Keyring{KeyID: " + k.id + "}" }
+
+// GoString is String, so %#v prints nothing else.
+func (k *Keyring) GoString() string { return k.String() }
+
+// Format writes String for every verb.
+func (k *Keyring) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
+
+// LogValue is what slog records for a keyring: its key ID.
+func (k *Keyring) LogValue() slog.Value { return slog.GroupValue(slog.String("key_id", k.id)) }

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,9 +16,11 @@ import (
 // pgstore with LISTEN/NOTIFY). A replica that runs Watch moves its
 // encryptions to a version another replica made within interval (plus one
 // reload), and typically within milliseconds when the store notifies.
-// Failed reloads are logged (slog.Default) and retried at the next tick; the
-// handle keeps working with what it has. interval must be positive. Watch
-// sleeps on the keyring's clock and starts no goroutine.
+// Failed reloads are logged (WithLogger; slog.Default by default) and
+// retried at the next tick; the handle keeps working with what it has.
+// When the store has been closed, Watch returns an error wrapping
+// store.ErrClosed. interval must be positive. Watch sleeps on the
+// keyring's clock and starts no goroutine.
 func (k *Keyring) Watch(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("%w: watch interval must be positive, not %v", ErrInvalidArgument, interval)
@@ -34,8 +37,21 @@ func (k *Keyring) Watch(ctx context.Context, interval time.Duration) error {
 		case <-k.clock.After(interval):
 		case <-changed:
 		}
-		if err := k.Refresh(ctx); err != nil && ctx.Err() == nil {
-			slog.Default().Warn("kmsring: reloading key failed; using the loaded versions", "key_id", k.id, "err", err)
+		err := k.Refresh(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, store.ErrClosed):
+			return fmt.Errorf("keyring: watch %s: %w", k.id, store.ErrClosed)
+		default:
+			k.log().Warn("kmsring: reloading key failed; using the loaded versions", "key_id", k.id, "err", err)
 		}
 	}
+}
+
+// log returns the keyring's logger.
+func (k *Keyring) log() *slog.Logger {
+	if k.logger != nil {
+		return k.logger
+	}
+	return slog.Default()
 }

@@ -74,11 +74,25 @@ func WithOnRotate(f func(Event)) Option { return func(s *Scheduler) { s.onRotate
 
 // WithOverdue makes every pass check each key with Overdue(grace) and call
 // f, from the pass's goroutine, once for each due time a key is overdue
-// past. (The keys' cached metadata is used; Run refreshes it at the refresh
-// interval.)
+// past. The check comes before the key's rotation in the same pass, so a
+// scheduler that was down past the grace period raises the alarm on its
+// first pass, then rotates. f gets the key's metadata as it was before the
+// rotation, its ReadAt the keyring clock's time of the check. (The keys'
+// cached metadata is used; Run refreshes it at the refresh interval.)
 func WithOverdue(grace time.Duration, f func(keyring.Metadata)) Option {
 	return func(s *Scheduler) { s.overdueGrace, s.onOverdue = grace, f }
 }
+
+// DefaultPrincipal is the principal the scheduler's automatic rotations and
+// scheduled destructions are recorded under (keyring.ContextWithPrincipal),
+// as AWS records automatic rotations under the KMS service rather than a
+// caller.
+const DefaultPrincipal = "kmsring:rotation"
+
+// WithPrincipal sets the principal the scheduler acts as (default
+// DefaultPrincipal), replacing any principal on the context given to
+// RunOnce or Run. "" keeps the context's.
+func WithPrincipal(p string) Option { return func(s *Scheduler) { s.principal = p } }
 
 // WithOnError sets a function Run calls, from its own goroutine, for every
 // failed pass (the error joins one error per failed key). Run retries
@@ -93,6 +107,8 @@ type Scheduler struct {
 	log      *slog.Logger
 	onRotate func(Event)
 	onError  func(error)
+	// principal is what the scheduler's operations are audited as.
+	principal string
 
 	overdueGrace time.Duration
 	onOverdue    func(keyring.Metadata)
@@ -111,10 +127,11 @@ const minRetry = time.Second
 // New returns a scheduler holding no keys.
 func New(opts ...Option) *Scheduler {
 	s := &Scheduler{
-		clock:   keyring.RealClock(),
-		refresh: DefaultRefreshInterval,
-		log:     slog.Default(),
-		wake:    make(chan struct{}, 1),
+		clock:     keyring.RealClock(),
+		refresh:   DefaultRefreshInterval,
+		log:       slog.Default(),
+		wake:      make(chan struct{}, 1),
+		principal: DefaultPrincipal,
 	}
 	for _, o := range opts {
 		o(s)
@@ -164,19 +181,35 @@ func (s *Scheduler) snapshot() []*keyring.Keyring {
 }
 
 // RunOnce rotates every key that is due at its keyring clock's current
-// time and destroys every version whose scheduled destruction is due
-// (keyring.Keyring.DestroyDueVersions). It returns an event for each
+// time, deletes every key whose deletion date has come
+// (keyring.Keyring.DeleteIfDue) and destroys every version whose scheduled
+// destruction is due (keyring.Keyring.DestroyDueVersions), as the
+// scheduler's principal (WithPrincipal). Before rotating a key it checks
+// whether the key is overdue (WithOverdue). It returns an event for each
 // rotation it carried out and the errors.Join of the failures; a failure on
 // one key does not stop the others.
 func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
+	if s.principal != "" {
+		ctx = keyring.ContextWithPrincipal(ctx, s.principal)
+	}
 	var events []Event
 	var errs []error
 	for _, k := range s.snapshot() {
+		s.checkOverdue(k)
 		v, rotated, err := k.RotateIfDue(ctx)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rotation: key %s: %w", k.ID(), err))
 		} else if rotated {
 			events = append(events, Event{KeyID: k.ID(), Version: v.Number, Previous: v.Number - 1, At: v.CreatedAt, Origin: v.Origin})
+		}
+		if k.KeyState() == keyring.KeyPendingDeletion {
+			deleted, err := k.DeleteIfDue(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rotation: key %s: deleting the key: %w", k.ID(), err))
+			}
+			if deleted {
+				s.log.Info("kmsring: key deleted", "key_id", k.ID())
+			}
 		}
 		if !k.NextDestructionAt().IsZero() {
 			destroyed, err := k.DestroyDueVersions(ctx)
@@ -187,7 +220,6 @@ func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
 				s.log.Info("kmsring: key version destroyed", "key_id", k.ID(), "version", d.Number)
 			}
 		}
-		s.checkOverdue(k)
 	}
 	return events, errors.Join(errs...)
 }
@@ -199,7 +231,7 @@ func (s *Scheduler) checkOverdue(k *keyring.Keyring) {
 	// Decide on the cached schedule (NextRotationAt is zero when rotation
 	// is off); only an overdue key pays for a copy of its metadata.
 	next := k.NextRotationAt()
-	if !Overdue(keyring.Metadata{RotationEnabled: !next.IsZero(), NextRotationAt: next}, s.clock.Now(), s.overdueGrace) {
+	if !Overdue(keyring.Metadata{RotationEnabled: !next.IsZero(), NextRotationAt: next, KeyState: k.KeyState()}, s.clock.Now(), s.overdueGrace) {
 		return
 	}
 	md := k.Cached()
@@ -269,6 +301,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			if next := k.NextDestructionAt(); !next.IsZero() {
 				wait = min(wait, next.Sub(now))
 			}
+			if k.KeyState() == keyring.KeyPendingDeletion {
+				wait = min(wait, k.DeletionDate().Sub(now))
+			}
 		}
 		wait = max(wait, time.Millisecond)
 		select {
@@ -282,8 +317,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // Overdue reports whether md's automatic rotation is more than grace past
 // due at now: rotation enabled and now > NextRotationAt + grace. A key with
-// rotation disabled is never overdue. The classic alarm "no rotation in 400
+// rotation disabled is never overdue, nor is a key that is disabled or
+// pending deletion (its rotation is paused; a re-enabled key past due
+// rotates at once). The classic alarm "no rotation in 400
 // days" on a yearly key is Overdue(md, now, 35*24*time.Hour).
 func Overdue(md keyring.Metadata, now time.Time, grace time.Duration) bool {
-	return md.RotationEnabled && now.After(md.NextRotationAt.Add(grace))
+	paused := md.KeyState != 0 && md.KeyState != keyring.KeyEnabled
+	return md.RotationEnabled && !paused && now.After(md.NextRotationAt.Add(grace))
 }

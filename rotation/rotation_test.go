@@ -265,13 +265,56 @@ func TestSchedulerDestroysAndReportsOverdue(t *testing.T) {
 	clk.Advance(400 * day)
 	_, err = s.RunOnce(ctx)
 	require.ErrorIs(t, err, errDown)
-	assert.Empty(t, overdue, "exactly 400 days is not overdue")
+	// k, due at day 365, found at day 407 by a scheduler that slept
+	// through its grace: the alarm, then the catch-up rotation. The
+	// failing key is exactly 400 days old: not overdue.
+	require.Len(t, overdue, 1)
+	assert.Equal(t, k.ID(), overdue[0].KeyID)
 	clk.Advance(day)
 	for range 3 {
 		_, err = s.RunOnce(ctx)
 		require.ErrorIs(t, err, errDown)
 	}
-	require.Len(t, overdue, 1, "reported once")
-	assert.Equal(t, failing.ID(), overdue[0].KeyID)
-	assert.False(t, rotation.Overdue(k.Cached(), clk.Now(), 35*day), "the healthy key was rotated, not overdue")
+	require.Len(t, overdue, 2, "the failing key reported once")
+	assert.Equal(t, failing.ID(), overdue[1].KeyID)
+	assert.False(t, rotation.Overdue(k.Cached(), clk.Now(), 35*day), "k was rotated, not overdue")
+}
+
+func TestRunDeletesKeyAtItsDate(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	clk := clockwork.NewFakeClockAt(epoch)
+	k, err := keyring.New(ctx, keyring.WithClock(clk), keyring.WithRotationPeriod(365*day), keyring.WithAlias("alias/doomed"))
+	require.NoError(t, err)
+	at, err := k.ScheduleKeyDeletion(ctx, 7*day)
+	require.NoError(t, err)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithRefreshInterval(10000*day))
+	s.Add(k)
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+
+	require.NoError(t, clk.BlockUntilContext(ctx, 1), "Run sleeps until the deletion date")
+	assert.Equal(t, keyring.KeyPendingDeletion, k.KeyState())
+	clk.Advance(7 * day)
+	require.Eventually(t, func() bool { return k.KeyState() == keyring.KeyDeleted }, 10*time.Second, time.Millisecond,
+		"the scheduler deletes the key at its deletion date")
+	md, err := k.Describe(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, at, md.DeletionDate)
+	assert.Empty(t, md.Aliases)
+	assert.False(t, rotation.Overdue(md, clk.Now().Add(1000*day), 0), "a deleted key is never overdue")
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+}
+
+func TestOverduePausedKey(t *testing.T) {
+	md := keyring.Metadata{RotationEnabled: true, NextRotationAt: epoch}
+	late := epoch.Add(100 * day)
+	assert.True(t, rotation.Overdue(md, late, 35*day), "zero KeyState reads as enabled")
+	md.KeyState = keyring.KeyEnabled
+	assert.True(t, rotation.Overdue(md, late, 35*day))
+	md.KeyState = keyring.KeyDisabled
+	assert.False(t, rotation.Overdue(md, late, 35*day), "rotation of a disabled key is paused")
+	md.KeyState = keyring.KeyPendingDeletion
+	assert.False(t, rotation.Overdue(md, late, 35*day), "rotation of a key pending deletion is paused")
 }

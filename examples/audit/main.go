@@ -54,7 +54,13 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
-	logger := audit.New(audit.WithStore(st))
+	// The chain is keyed by the store's audit key, which only the root key
+	// unwraps: whoever can edit the file cannot recompute it.
+	mac, err := keyring.AuditMAC(ctx, st, rk)
+	if err != nil {
+		return err
+	}
+	logger := audit.New(audit.WithStore(st), audit.WithMAC(mac))
 	bus := audit.NewBus()
 	events := bus.Subscribe(audit.Filter{}, 16)
 	metrics := audit.NewCollector(audit.WithCollectorClock(clk), audit.WithOverdueGrace(35*day))
@@ -133,7 +139,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if err := logger.Close(); err != nil {
 		return err
 	}
-	v, err := audit.Verify(ctx, st)
+	v, err := audit.Verify(ctx, st, audit.VerifyWithMAC(mac))
 	if err != nil {
 		return err
 	}
@@ -148,7 +154,7 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	_, err = audit.Verify(ctx, st)
+	_, err = audit.Verify(ctx, st, audit.VerifyWithMAC(mac))
 	fmt.Fprintf(out, "   after deleting record 3 from the file: %v\n", err)
 	return nil
 }

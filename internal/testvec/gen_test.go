@@ -38,13 +38,18 @@ func TestGenerate(t *testing.T) {
 	if !*update {
 		t.Skip("run with -update to write the vectors")
 	}
-	cryptotest.SetGlobalRandom(t, 1)
 	ctx := t.Context()
 	clk := clockwork.NewFakeClockAt(time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC))
 	rootKey := bytes.Repeat([]byte{0x42}, keyring.RootKeySize)
 	rk, err := keyring.NewRootKey(rootKey)
 	require.NoError(t, err)
 	st := memstore.New()
+	// The store key is drawn before the fixed randomness starts, so that
+	// the version material, and with it every vector, does not depend on
+	// it; only keyring.json holds it.
+	_, err = keyring.AuditMAC(ctx, st, rk)
+	require.NoError(t, err)
+	cryptotest.SetGlobalRandom(t, 1)
 	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithClock(clk))
 	require.NoError(t, err)
 	clk.Advance(24 * time.Hour)
@@ -55,7 +60,9 @@ func TestGenerate(t *testing.T) {
 	require.NoError(t, err)
 	vs, err := st.Versions(ctx, k.ID(), 0)
 	require.NoError(t, err)
-	fixture := testvec.Fixture{RootKey: rootKey, KeyID: k.ID(), Record: rec.Data}
+	srec, err := st.Get(ctx, testvec.StoreKeyID)
+	require.NoError(t, err)
+	fixture := testvec.Fixture{RootKey: rootKey, StoreKey: srec.Data, KeyID: k.ID(), Record: rec.Data}
 	for _, v := range vs {
 		fixture.Versions = append(fixture.Versions, testvec.FixtureVersion{Number: v.Number, Data: v.Data})
 	}

@@ -145,13 +145,18 @@ func ReadDir(dir string) ([]*Vector, error) {
 }
 
 // Fixture is the keyring the vectors were made with, as it sits in a store:
-// its record, its versions and the root key that wraps their material.
+// the store key record, the key's record (its JSON document and tag), its
+// versions, and the root key that wraps the store key and the material.
 type Fixture struct {
 	RootKey  []byte           `json:"root_key"`
+	StoreKey json.RawMessage  `json:"store_key"`
 	KeyID    string           `json:"key_id"`
-	Record   json.RawMessage  `json:"record"`
+	Record   []byte           `json:"record"`
 	Versions []FixtureVersion `json:"versions"`
 }
+
+// StoreKeyID is the reserved key ID of the store key record.
+const StoreKeyID = keyring.ReservedPrefix + "store"
 
 // FixtureVersion is one stored version of the fixture.
 type FixtureVersion struct {
@@ -171,9 +176,19 @@ func LoadKeyring(ctx context.Context, dir string) (*keyring.Keyring, error) {
 		return nil, err
 	}
 	st := memstore.New()
+	if _, err := st.Create(ctx, store.Record{KeyID: StoreKeyID, Data: f.StoreKey}, nil); err != nil {
+		return nil, err
+	}
 	vs := make([]store.Version, len(f.Versions))
 	for i, v := range f.Versions {
-		vs[i] = store.Version{Number: v.Number, Data: v.Data}
+		// The file indents the records; the store holds them compact, as
+		// they were written, and the key record's digest covers their
+		// exact bytes.
+		var data bytes.Buffer
+		if err := json.Compact(&data, v.Data); err != nil {
+			return nil, err
+		}
+		vs[i] = store.Version{Number: v.Number, Data: data.Bytes()}
 	}
 	if _, err := st.Create(ctx, store.Record{KeyID: f.KeyID, Data: f.Record}, vs); err != nil {
 		return nil, err

@@ -11,10 +11,11 @@
 //
 // # Locking
 //
-// One process at a time may open a file: Open fails at once with
-// [ErrLocked], without waiting, while another process (or another Open in
-// this process) holds it. Within the process, one *Store is safe for
-// concurrent use by any number of keyrings.
+// One process at a time may open a file, and that process once: Open fails
+// at once with [ErrLocked], without waiting, while another process holds
+// the file or this one has it open already (the message says which).
+// Within the process, one *Store is safe for concurrent use by any number
+// of keyrings: share it.
 package boltstore
 
 import (
@@ -24,7 +25,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -41,8 +44,9 @@ var (
 )
 
 var (
-	// ErrLocked reports that another process holds the file.
-	ErrLocked = errors.New("boltstore: file is in use by another process")
+	// ErrLocked reports that the file is held, by another process or by
+	// an earlier Open in this one that was not closed.
+	ErrLocked = errors.New("boltstore: file is locked")
 	// ErrCorrupt reports a file that is truncated, damaged or not a kmsring
 	// store.
 	ErrCorrupt = errors.New("boltstore: file is corrupt or not a kmsring store")
@@ -70,6 +74,7 @@ var (
 // Store is a store in one bbolt file.
 type Store struct {
 	db *bolt.DB
+	id fileID // released by Close
 
 	mu     sync.RWMutex // guards closed against Close during an operation
 	closed bool
@@ -80,32 +85,92 @@ type Store struct {
 // with ErrCorrupt or ErrLayoutVersion if the file cannot be used. Call Close
 // when done.
 func Open(path string) (*Store, error) {
-	db, err := openDB(path)
+	db, id, err := openDB(path)
 	switch {
+	case errors.Is(err, errOpenHere):
+		return nil, fmt.Errorf("%w: %s is already open in this process (share its *Store, or close it first)", ErrLocked, path)
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		return nil, fmt.Errorf("%w: %s is in use by another process", ErrLocked, path)
 	case errors.Is(err, ErrCorrupt):
 		return nil, err
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	case err != nil:
 		if _, statErr := os.Stat(path); statErr == nil && !errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, withoutPath(err))
 		}
-		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, withoutPath(err))
 	}
 	if err := prepare(db, path); err != nil {
 		db.Close()
+		release(id)
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, id: id}, nil
 }
 
-// openDB opens the bbolt file. If bbolt panics on a damaged file, the file
-// is unlocked and closed and the panic becomes ErrCorrupt; the memory map
-// bbolt made is lost (it is unmapped only when the process exits).
-func openDB(path string) (db *bolt.DB, err error) {
+// withoutPath returns the cause of an *fs.PathError, whose text repeats
+// the path the caller's message already names.
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// fileID names a file whatever the path to it.
+type fileID struct{ dev, ino uint64 }
+
+// opened holds the files this process has open, so that a second Open of
+// one is told so: bbolt's flock would report it as held by another
+// process, as flock locks belong to an open file, not to a process.
+var opened = struct {
+	sync.Mutex
+	files map[fileID]bool
+}{files: make(map[fileID]bool)}
+
+var errOpenHere = errors.New("boltstore: already open in this process")
+
+// claim records f as open in this process, failing with errOpenHere if it
+// already is.
+func claim(f *os.File) (fileID, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, fmt.Errorf("boltstore: cannot identify %s", f.Name())
+	}
+	id := fileID{uint64(st.Dev), st.Ino}
+	opened.Lock()
+	defer opened.Unlock()
+	if opened.files[id] {
+		return fileID{}, errOpenHere
+	}
+	opened.files[id] = true
+	return id, nil
+}
+
+func release(id fileID) {
+	opened.Lock()
+	defer opened.Unlock()
+	delete(opened.files, id)
+}
+
+// openDB opens the bbolt file and claims it for this process. If bbolt
+// panics on a damaged file, the file is unlocked and closed and the panic
+// becomes ErrCorrupt; the memory map bbolt made is lost (it is unmapped
+// only when the process exits).
+func openDB(path string) (db *bolt.DB, id fileID, err error) {
 	var f *os.File
+	claimed := false
+	defer func() {
+		if err != nil && claimed {
+			release(id)
+		}
+	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -115,18 +180,38 @@ func openDB(path string) (db *bolt.DB, err error) {
 				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 				f.Close()
 			}
-			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, r)
+			db, err = nil, fmt.Errorf("%w: %s: %s", ErrCorrupt, path, damage(r))
 		}
 	}()
-	return bolt.Open(path, 0o600, &bolt.Options{
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      time.Nanosecond, // fail at once if the file is locked
 		FreelistType: bolt.FreelistMapType,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			var err error
-			f, err = os.OpenFile(name, flag, perm)
-			return f, err
+			if f, err = os.OpenFile(name, flag, perm); err != nil {
+				return nil, err
+			}
+			if id, err = claim(f); err != nil {
+				f.Close()
+				f = nil
+				return nil, err
+			}
+			claimed = true
+			return f, nil
 		},
 	})
+	return db, id, err
+}
+
+// damage says what a panic raised while reading the file means: bbolt
+// followed a reference to a page that is missing (the file was cut short)
+// or damaged. The runtime's own words ("nil pointer dereference") would
+// read like a crash of the program.
+func damage(r any) string {
+	if _, ok := r.(runtime.Error); ok {
+		return "a page it refers to is missing or damaged"
+	}
+	return fmt.Sprintf("damaged page (%v)", r)
 }
 
 // prepare creates the buckets of a new file and checks an existing one.
@@ -238,7 +323,7 @@ func walk(tx *bolt.Tx, path string) error {
 // for the duration of the call.
 func catch(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		*err = fmt.Errorf("%w: %s", ErrCorrupt, damage(r))
 	}
 }
 
@@ -250,6 +335,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	defer release(s.id)
 	return s.db.Close()
 }
 

@@ -70,8 +70,9 @@ const migrationLock = 0x6b6d7372696e67 // "kmsring"
 
 // Store is a store in a PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	ownsPool bool // Close closes the pool only if Open made it
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	closed   bool
@@ -100,9 +101,26 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
+	s, err := New(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownsPool = true
+	return s, nil
+}
+
+// New returns a store on a pool the service already has, after applying
+// pending migrations as Open does. Tables go to the first schema of the
+// pool's search_path. Close stops the store's listener but leaves the pool
+// open: it is the caller's. The store's NOTIFY listener (for Watch) holds
+// one of the pool's connections while anyone listens.
+func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("pgstore: nil pool")
+	}
 	s := &Store{pool: pool, log: slog.Default(), subs: make(map[*sub]struct{})}
 	if err := s.migrate(ctx); err != nil {
-		pool.Close()
 		return nil, err
 	}
 	return s, nil
@@ -182,7 +200,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
-// Close closes the pool and the listener. Later calls fail with
+// Close stops the listener and closes the pool if Open made it. Later calls fail with
 // store.ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -196,7 +214,9 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.listenWG.Wait()
-	s.pool.Close()
+	if s.ownsPool {
+		s.pool.Close()
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kmsring/kmsring/internal/pgtest"
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/pgstore"
@@ -84,4 +85,27 @@ func TestNotify(t *testing.T) {
 		t.Fatal("a subscriber of another key was signalled")
 	default:
 	}
+}
+
+func TestNewOnCallersPool(t *testing.T) {
+	newPool := func(t *testing.T) *pgxpool.Pool {
+		pool, err := pgxpool.New(t.Context(), freshDSN(t))
+		require.NoError(t, err)
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	storetest.RunConformanceTests(t, func(t *testing.T) store.Store {
+		s, err := pgstore.New(t.Context(), newPool(t))
+		require.NoError(t, err)
+		return s
+	})
+
+	ctx := t.Context()
+	pool := newPool(t)
+	st, err := pgstore.New(ctx, pool)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	require.NoError(t, pool.Ping(ctx), "Close leaves the caller's pool open")
+	_, err = st.List(ctx)
+	require.ErrorIs(t, err, store.ErrClosed)
 }

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kmsring/kmsring/keyring"
+)
+
+// timeFormat is how the AWS CLI prints a timestamp: RFC 3339 with
+// microseconds and a numeric offset (UTC here).
+const timeFormat = "2006-01-02T15:04:05.000000-07:00"
+
+// awsTime is a timestamp as the AWS CLI prints it; the zero time is
+// omitted with omitzero.
+type awsTime time.Time
+
+func (t awsTime) IsZero() bool { return time.Time(t).IsZero() }
+
+func (t awsTime) String() string { return time.Time(t).UTC().Format(timeFormat) }
+
+func (t awsTime) MarshalJSON() ([]byte, error) { return json.Marshal(t.String()) }
+
+// The AWS KMS response shapes kmsring prints. Field names, order and
+// values follow the AWS KMS API reference.
+type (
+	keyMetadata struct {
+		AWSAccountId          string
+		KeyId                 string
+		Arn                   string
+		CreationDate          awsTime
+		Enabled               bool
+		Description           string
+		KeyUsage              string
+		KeyState              string
+		DeletionDate          awsTime `json:",omitzero"`
+		Origin                string
+		KeyManager            string
+		CustomerMasterKeySpec string
+		KeySpec               string
+		EncryptionAlgorithms  []string
+		MultiRegion           bool
+		CurrentKeyMaterialId  string
+	}
+	keyMetadataOutput struct{ KeyMetadata keyMetadata }
+	keyListEntry      struct{ KeyId, KeyArn string }
+	listKeysOutput    struct{ Keys []keyListEntry }
+	aliasListEntry    struct{ AliasName, AliasArn, TargetKeyId string }
+	listAliasesOutput struct{ Aliases []aliasListEntry }
+	keyIDOutput       struct{ KeyId string }
+	rotationStatus    struct {
+		KeyRotationEnabled   bool
+		KeyId                string
+		RotationPeriodInDays int     `json:",omitempty"`
+		NextRotationDate     awsTime `json:",omitzero"`
+	}
+	rotationEntry struct {
+		KeyId            string
+		KeyMaterialId    string
+		KeyMaterialState string
+		RotationDate     awsTime
+		RotationType     string
+	}
+	listRotationsOutput struct{ Rotations []rotationEntry }
+	deletionOutput      struct {
+		KeyId               string
+		DeletionDate        awsTime
+		KeyState            string
+		PendingWindowInDays int
+	}
+	dataKeyOutput struct {
+		CiphertextBlob []byte
+		Plaintext      []byte `json:",omitempty"`
+		KeyId          string
+	}
+	encryptOutput struct {
+		CiphertextBlob      []byte
+		KeyId               string
+		EncryptionAlgorithm string
+	}
+	decryptOutput struct {
+		KeyId               string
+		Plaintext           []byte
+		EncryptionAlgorithm string
+	}
+)
+
+// The constant parts of KeyMetadata: kmsring keys are symmetric
+// encryption keys whose material kmsring made.
+const (
+	keyUsage      = "ENCRYPT_DECRYPT"
+	keySpec       = "SYMMETRIC_DEFAULT"
+	encryptionAlg = "SYMMETRIC_DEFAULT"
+)
+
+// daysDuration is n days, the unit of every period flag.
+func daysDuration(n int) time.Duration { return time.Duration(n) * 24 * time.Hour }
+
+func (a *app) keyARN(id string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", a.region, a.account, id)
+}
+
+func (a *app) aliasARN(alias string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", a.region, a.account, alias)
+}
+
+// keyMaterialID names version n of key id as AWS names key material: 64
+// hex digits, the same for the same version in every output (describe-key,
+// list-key-rotations, inspect). It is derived from the key ID and version
+// number only; it says nothing about the material.
+func keyMaterialID(id string, n uint32) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "kmsring key material %s %d", id, n))
+	return hex.EncodeToString(h[:])
+}
+
+func (a *app) keyMetadata(md keyring.Metadata) keyMetadata {
+	state := keyState(md)
+	return keyMetadata{
+		AWSAccountId:          a.account,
+		KeyId:                 md.KeyID,
+		Arn:                   a.keyARN(md.KeyID),
+		CreationDate:          awsTime(md.CreatedAt),
+		Enabled:               state == "Enabled",
+		Description:           keyDescription(md),
+		KeyUsage:              keyUsage,
+		KeyState:              state,
+		DeletionDate:          awsTime(keyDeletionDate(md)),
+		Origin:                "AWS_KMS",
+		KeyManager:            "CUSTOMER",
+		CustomerMasterKeySpec: keySpec,
+		KeySpec:               keySpec,
+		EncryptionAlgorithms:  []string{encryptionAlg},
+		MultiRegion:           false,
+		CurrentKeyMaterialId:  keyMaterialID(md.KeyID, md.CurrentVersion),
+	}
+}
+
+func (a *app) rotationStatus(md keyring.Metadata) rotationStatus {
+	s := rotationStatus{KeyRotationEnabled: md.RotationEnabled, KeyId: md.KeyID}
+	if md.RotationEnabled {
+		s.RotationPeriodInDays = int(md.RotationPeriod / daysDuration(1))
+		s.NextRotationDate = awsTime(md.NextRotationAt)
+	}
+	return s
+}
+
+// rotationType is AWS's name for a rotation's origin.
+func rotationType(o keyring.Origin) string {
+	if o == keyring.OriginAutomatic {
+		return "AUTOMATIC"
+	}
+	return "ON_DEMAND"
+}
+
+// print writes v as JSON (indented as the AWS CLI does) or as a table.
+// A nil v prints nothing, as aws prints nothing for operations without
+// output.
+func (a *app) print(v any) error {
+	if v == nil {
+		return nil
+	}
+	if a.output == "table" {
+		return printTable(a.stdout, v)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "    ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := a.stdout.Write(buf.Bytes())
+	return err
+}
+
+// printTable prints a response for people: each struct as a section of
+// "Field  value" rows, each list of structs as columns under a header.
+func printTable(w io.Writer, v any) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	writeTable(tw, "", reflect.ValueOf(v))
+	return tw.Flush()
+}
+
+func writeTable(tw *tabwriter.Writer, indent string, v reflect.Value) {
+	t := v.Type()
+	var nested []int
+	for i := range t.NumField() {
+		f := v.Field(i)
+		if isScalar(f) {
+			if s := fieldCell(t.Field(i), f); s != "" {
+				fmt.Fprintf(tw, "%s%s\t%s\n", indent, t.Field(i).Name, s)
+			}
+			continue
+		}
+		nested = append(nested, i)
+	}
+	for _, i := range nested {
+		f := v.Field(i)
+		fmt.Fprintf(tw, "%s%s\n", indent, t.Field(i).Name)
+		switch f.Kind() {
+		case reflect.Struct:
+			writeTable(tw, indent+"  ", f)
+		case reflect.Slice:
+			writeRows(tw, indent+"  ", f)
+		case reflect.Map:
+			keys := f.MapKeys()
+			slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s  %s\t%s\n", indent, k, cell(f.MapIndex(k)))
+			}
+		}
+	}
+}
+
+// writeRows prints a list of structs as columns, leaving out the columns
+// that are empty in every row.
+func writeRows(tw *tabwriter.Writer, indent string, v reflect.Value) {
+	if v.Len() == 0 {
+		fmt.Fprintf(tw, "%s(none)\n", indent)
+		return
+	}
+	t := v.Type().Elem()
+	rows := make([][]string, v.Len())
+	used := make([]bool, t.NumField())
+	for r := range rows {
+		rows[r] = make([]string, t.NumField())
+		for i := range t.NumField() {
+			rows[r][i] = fieldCell(t.Field(i), v.Index(r).Field(i))
+			used[i] = used[i] || rows[r][i] != ""
+		}
+	}
+	line := func(cells func(i int) string) {
+		var out []string
+		for i := range t.NumField() {
+			if used[i] {
+				out = append(out, cells(i))
+			}
+		}
+		fmt.Fprintf(tw, "%s%s\n", indent, strings.Join(out, "\t"))
+	}
+	line(func(i int) string { return t.Field(i).Name })
+	for _, row := range rows {
+		line(func(i int) string { return row[i] })
+	}
+}
+
+var awsTimeType = reflect.TypeFor[awsTime]()
+
+func isScalar(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Struct:
+		return v.Type() == awsTimeType
+	case reflect.Map:
+		return false
+	case reflect.Slice:
+		return v.Type().Elem().Kind() != reflect.Struct
+	}
+	return true
+}
+
+// fieldCell is cell for a struct field; a field JSON omits when empty is
+// blank.
+func fieldCell(sf reflect.StructField, v reflect.Value) string {
+	tag := sf.Tag.Get("json")
+	if (strings.Contains(tag, "omitempty") || strings.Contains(tag, "omitzero")) && v.IsZero() {
+		return ""
+	}
+	return cell(v)
+}
+
+// cell formats a scalar: times as AWS prints them, byte slices in base64
+// as in JSON, lists joined with commas.
+func cell(v reflect.Value) string {
+	switch {
+	case v.Type() == awsTimeType:
+		if t := v.Interface().(awsTime); !t.IsZero() {
+			return t.String()
+		}
+		return ""
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8:
+		b, _ := json.Marshal(v.Interface())
+		return strings.Trim(string(b), `"`)
+	case v.Kind() == reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = fmt.Sprint(v.Index(i).Interface())
+		}
+		return strings.Join(parts, ",")
+	case v.Kind() == reflect.Map:
+		keys := v.MapKeys()
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v.MapIndex(k)))
+		}
+		slices.Sort(parts)
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v.Interface())
+}
