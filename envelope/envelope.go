@@ -303,7 +303,7 @@ func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte
 		// The blob's associated data is the context encoding and the
 		// blob's header, one run of header bytes.
 		ad := raw[format.FixedHeaderSize : format.FixedHeaderSize+len(h.ContextBytes)+format.BlobHeaderSize]
-		dek, err = datakey.Unwrap(ctx, k, scratch[:0], h.BlobBytes, ad, h.Context)
+		dek, err = datakey.Unwrap(ctx, k, scratch[:0], h.BlobBytes, h.Blob, ad, h.Context)
 	default:
 		var pt []byte
 		pt, err = k.Decrypt(ctx, h.BlobBytes, keyring.WithEncryptionContext(h.Context))

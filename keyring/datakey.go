@@ -208,13 +208,13 @@ func (k *Keyring) decrypt(ctx context.Context, blob []byte, ec map[string]string
 	buf := make([]byte, 0, n+ecLen+format.BlobHeaderSize)
 	ad := format.AppendCheckedContext(buf[n:n], ec, ecLen)
 	ad = append(ad, blob[:format.BlobHeaderSize]...)
-	pt, err := k.openBlob(ctx, buf[:0:n], blob, bl, ad)
+	pt, err := k.openBlob(ctx, buf[:0:n], blob, &bl, ad)
 	return pt, bl.Version, err
 }
 
 // openBlob decrypts blob, which parsed as bl, under its associated data
 // ad, and appends the plaintext to dst.
-func (k *Keyring) openBlob(ctx context.Context, dst, blob []byte, bl format.Blob, ad []byte) ([]byte, error) {
+func (k *Keyring) openBlob(ctx context.Context, dst, blob []byte, bl *format.Blob, ad []byte) ([]byte, error) {
 	if bl.KeyID != k.bid {
 		return nil, fmt.Errorf("%w: blob names key %s, this is %s", ErrWrongKey, uuid.UUID(bl.KeyID), k.id)
 	}
@@ -301,12 +301,9 @@ func wrapDataKey(ctx context.Context, kk datakey.Keyring, op datakey.Op, dst []b
 
 // unwrapDataKey is datakey.Unwrap: Decrypt into the caller's buffer, with
 // the associated data taken from the caller's bytes.
-func unwrapDataKey(ctx context.Context, kk any, dst, blob, ad []byte, ec map[string]string) ([]byte, error) {
-	bl, err := format.ParseBlob(blob)
-	if err != nil {
-		return nil, err
-	}
+func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string) ([]byte, error) {
 	var k *Keyring
+	var err error
 	switch kk := kk.(type) {
 	case *Keyring:
 		k = kk
@@ -317,7 +314,7 @@ func unwrapDataKey(ctx context.Context, kk any, dst, blob, ad []byte, ec map[str
 	default:
 		panic("keyring: datakey.Unwrap with a " + fmt.Sprintf("%T", kk))
 	}
-	pt, err := k.openBlob(ctx, dst, blob, bl, ad)
+	pt, err := k.openBlob(ctx, dst, blob, &bl, ad)
 	if err = k.audit(ctx, AuditEvent{Operation: OpDecrypt, Version: bl.Version, EncryptionContext: ec, Err: err}); err != nil {
 		return nil, err
 	}

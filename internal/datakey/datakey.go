@@ -10,7 +10,11 @@
 // (Keyring.usable) and the same audit events.
 package datakey
 
-import "context"
+import (
+	"context"
+
+	"github.com/kmsring/kmsring/internal/format"
+)
 
 // Keyring is a *keyring.Keyring, which this package cannot name without
 // an import cycle.
@@ -34,8 +38,8 @@ const (
 // (docs/FORMAT.md).
 var Wrap func(ctx context.Context, k Keyring, op Op, dst []byte, contextLen int, ec map[string]string, dek, nonce []byte) ([]byte, uint32, error)
 
-// Unwrap decrypts blob with k, a *keyring.Keyring or a *keyring.Set (the
-// keyring the blob names), appends the plaintext to dst and returns it.
-// ad is the blob's associated data: the canonical encoding of ec followed
-// by the blob's first bytes.
-var Unwrap func(ctx context.Context, k any, dst, blob, ad []byte, ec map[string]string) ([]byte, error)
+// Unwrap decrypts blob, which parsed as bl, with k, a *keyring.Keyring or a
+// *keyring.Set (the keyring the blob names), appends the plaintext to dst
+// and returns it. ad is the blob's associated data: the canonical encoding
+// of ec followed by the blob's first bytes.
+var Unwrap func(ctx context.Context, k any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string) ([]byte, error)

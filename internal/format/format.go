@@ -321,8 +321,11 @@ func ParseHeader(b []byte) (Header, int, error) {
 	if len(b) < n {
 		return Header{}, 0, malformed("truncated header")
 	}
-	h, err := parseHeader(b[:n])
-	return h, n, err
+	var h Header
+	if err := parseHeader(&h, b[:n]); err != nil {
+		return Header{}, 0, err
+	}
+	return h, n, nil
 }
 
 // ReadHeader reads exactly one header from r and returns it with its bytes,
@@ -340,8 +343,11 @@ func ReadHeader(r io.Reader) (Header, []byte, error) {
 	if _, err := io.ReadFull(r, buf[FixedHeaderSize:]); err != nil {
 		return Header{}, nil, readErr(err)
 	}
-	h, err := parseHeader(buf)
-	return h, buf, err
+	var h Header
+	if err := parseHeader(&h, buf); err != nil {
+		return Header{}, nil, err
+	}
+	return h, buf, nil
 }
 
 func readErr(err error) error {
@@ -387,23 +393,21 @@ func parseFixed(b []byte) (ecLen, blobLen int, err error) {
 }
 
 // parseHeader parses b, which holds exactly one header whose fixed part
-// parseFixed accepted.
-func parseHeader(b []byte) (Header, error) {
+// parseFixed accepted, into h.
+func parseHeader(h *Header, b []byte) error {
 	ecLen := int(binary.BigEndian.Uint16(b[FixedHeaderSize-4:]))
-	h := Header{Suite: b[len(Magic)+1]}
+	h.Suite = b[len(Magic)+1]
 	copy(h.Salt[:], b[SaltOffset:])
 	copy(h.Commitment[:], b[CommitmentOffset:])
 	h.ContextBytes = b[FixedHeaderSize : FixedHeaderSize+ecLen]
 	ec, err := ParseContext(h.ContextBytes)
 	if err != nil {
-		return Header{}, err
+		return err
 	}
 	h.Context = ec
 	h.BlobBytes = b[FixedHeaderSize+ecLen:]
-	if h.Blob, err = ParseBlob(h.BlobBytes); err != nil {
-		return Header{}, err
-	}
-	return h, nil
+	h.Blob, err = ParseBlob(h.BlobBytes)
+	return err
 }
 
 // cursor reads big-endian fields from a byte slice.
