@@ -49,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash"
+	"maps"
 	"slices"
 	"time"
 
@@ -84,9 +85,14 @@ type Record struct {
 	Origin    string `json:"origin,omitempty"`
 	Alias     string `json:"alias,omitempty"`
 	Principal string `json:"principal,omitempty"`
-	// EncryptionContext, or only its keys with WithContextKeysOnly.
+	// EncryptionContext, or only its keys with WithContextKeysOnly; for
+	// a ReEncrypt, the destination context.
 	EncryptionContext     map[string]string `json:"encryption_context,omitempty"`
 	EncryptionContextKeys []string          `json:"encryption_context_keys,omitempty"`
+	// SourceEncryptionContext, or only its keys, is the context a
+	// ReEncrypt opened its source blob with.
+	SourceEncryptionContext     map[string]string `json:"source_encryption_context,omitempty"`
+	SourceEncryptionContextKeys []string          `json:"source_encryption_context_keys,omitempty"`
 	// Outcome is "success" or "failure"; ErrorClass names the failure.
 	Outcome    string `json:"outcome"`
 	ErrorClass string `json:"error_class,omitempty"`
@@ -178,17 +184,21 @@ func newRecord(ctx context.Context, e keyring.AuditEvent, keysOnly bool) Record 
 	if e.Err != nil {
 		r.Outcome = Failure
 	}
-	if len(e.EncryptionContext) > 0 {
-		if keysOnly {
-			for k := range e.EncryptionContext {
-				r.EncryptionContextKeys = append(r.EncryptionContextKeys, k)
-			}
-			slices.Sort(r.EncryptionContextKeys)
-		} else {
-			r.EncryptionContext = e.EncryptionContext
-		}
-	}
+	r.EncryptionContext, r.EncryptionContextKeys = recordContext(e.EncryptionContext, keysOnly)
+	r.SourceEncryptionContext, r.SourceEncryptionContextKeys = recordContext(e.SourceEncryptionContext, keysOnly)
 	return r
+}
+
+// recordContext returns what a record holds of ec: ec itself, or only its
+// sorted keys with keysOnly; nothing when it is empty.
+func recordContext(ec map[string]string, keysOnly bool) (map[string]string, []string) {
+	if len(ec) == 0 {
+		return nil, nil
+	}
+	if !keysOnly {
+		return ec, nil
+	}
+	return nil, slices.Sorted(maps.Keys(ec))
 }
 
 // amendment returns the correction of r, a stored record whose

@@ -65,6 +65,7 @@ func BenchmarkStream256MiB(b *testing.B) {
 		buf := make([]byte, 0, 64<<10+16)
 		nonce := make([]byte, 12)
 		b.SetBytes(n)
+		defer cpuPerOp(b)()
 		for b.Loop() {
 			src := newSource(n)
 			chunk := make([]byte, 64<<10)
@@ -82,6 +83,7 @@ func BenchmarkStream256MiB(b *testing.B) {
 	b.Run("Write/kmsring", func(b *testing.B) {
 		k := newKeyring(b)
 		b.SetBytes(n)
+		defer cpuPerOp(b)()
 		for b.Loop() {
 			w, err := envelope.NewWriter(ctx, k, io.Discard)
 			if err != nil {
@@ -109,6 +111,7 @@ func BenchmarkStream256MiB(b *testing.B) {
 		}
 		buf := make([]byte, len(one))
 		b.SetBytes(n)
+		defer cpuPerOp(b)()
 		for b.Loop() {
 			src := &byteReader{b: sealed}
 			for {
@@ -127,6 +130,7 @@ func BenchmarkStream256MiB(b *testing.B) {
 		k := newKeyring(b)
 		sealed := sealStream(b, k, n)
 		b.SetBytes(n)
+		defer cpuPerOp(b)()
 		for b.Loop() {
 			r, err := envelope.NewReader(ctx, k, &byteReader{b: sealed})
 			if err != nil {
@@ -160,6 +164,7 @@ func BenchmarkStream1GiBMemory(b *testing.B) {
 	ctx := context.Background()
 	const n = 1 << 30
 	k := newKeyring(b)
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		runtime.GC()
 		var peak atomic.Uint64
@@ -212,6 +217,7 @@ func BenchmarkSealCached(b *testing.B) {
 	b.Run("stdlib-aes256gcm", func(b *testing.B) {
 		g := newStdlib(b)
 		b.SetBytes(1 << 10)
+		defer cpuPerOp(b)()
 		for b.Loop() {
 			stdSeal(g, pt)
 		}
@@ -222,6 +228,7 @@ func BenchmarkSealCached(b *testing.B) {
 		require.NoError(b, err)
 		b.SetBytes(1 << 10)
 		b.ReportAllocs()
+		defer cpuPerOp(b)()
 		for b.Loop() {
 			if _, err := envelope.Seal(ctx, k, pt, envelope.WithCache(c)); err != nil {
 				b.Fatal(err)
@@ -254,6 +261,7 @@ func BenchmarkOpenManyVersions(b *testing.B) {
 			}
 			b.SetBytes(1 << 10)
 			i := 0
+			defer cpuPerOp(b)()
 			for b.Loop() {
 				if _, err := envelope.Open(ctx, k, sealed[i%len(sealed)]); err != nil {
 					b.Fatal(err)

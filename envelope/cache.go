@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -20,14 +19,16 @@ import (
 // first retires it, as does a rotation of the key (a new current version).
 // Entries are partitioned by key ID and encryption context: a data key is
 // never shared across contexts. Every message still gets a fresh random
-// salt, hence its own derived payload key, commitment and nonce space, so
-// reuse does not weaken any one message; what it trades is blast radius: a
-// leaked data key opens every message sealed with it, and the audit trail
-// shows one GenerateDataKey per cached key rather than per message.
+// salt, hence its own payload key, commitment and nonce space: a leaked
+// payload key opens one message, and reuse does not weaken any one message.
+// What it trades is blast radius: a leaked data key opens every message
+// sealed with it, and the audit trail shows one GenerateDataKey per cached
+// key rather than per message.
 //
 // Caching is off unless a Cache is passed to Seal with WithCache. Streams
 // (NewWriter) always use a fresh data key. A Cache is safe for concurrent
-// use; Purge erases its keys.
+// use; Purge erases its keys. Concurrent Seals that find no usable entry
+// may each make a data key; the last one made is cached.
 type Cache struct {
 	maxAge      time.Duration
 	maxMessages uint64
@@ -36,11 +37,12 @@ type Cache struct {
 	clock       keyring.Clock
 
 	mu      sync.Mutex
-	entries map[string]*cacheEntry
+	entries map[string]map[string]*cacheEntry // by key ID, then encoded context
+	n       int                               // entries in all
 }
 
 type cacheEntry struct {
-	dek      []byte
+	dek      [dekSize]byte
 	blob     []byte
 	version  uint32
 	created  time.Time
@@ -73,7 +75,7 @@ func WithCacheClock(clk keyring.Clock) CacheOption { return func(c *Cache) { c.c
 func NewCache(opts ...CacheOption) (*Cache, error) {
 	c := &Cache{
 		maxAge: 5 * time.Minute, maxMessages: 1 << 32, maxBytes: 1 << 40, capacity: 1000,
-		clock: keyring.RealClock(), entries: make(map[string]*cacheEntry),
+		clock: keyring.RealClock(), entries: make(map[string]map[string]*cacheEntry),
 	}
 	for _, o := range opts {
 		o(c)
@@ -84,16 +86,18 @@ func NewCache(opts ...CacheOption) (*Cache, error) {
 	return c, nil
 }
 
-// WithCache makes Seal take its data key from c (see Cache).
-func WithCache(c *Cache) Option { return func(cfg *config) { cfg.cache = c } }
+// WithCache makes Seal and AppendSeal take their data key from c (see
+// Cache). NewWriter ignores it.
+func WithCache(c *Cache) Option { return Option{cache: c} }
 
 // Purge erases and forgets every cached data key.
 func (c *Cache) Purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for id, e := range c.entries {
-		clear(e.dek)
-		delete(c.entries, id)
+	for id, m := range c.entries {
+		for ec, e := range m {
+			c.remove(id, ec, e)
+		}
 	}
 }
 
@@ -101,54 +105,88 @@ func (c *Cache) Purge() {
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.entries)
+	return c.n
 }
 
-// dataKey returns a copy of a data key, which the caller clears, and its
-// blob, which it must not modify, for a message of n bytes under k and ec,
-// from the cache if a usable entry exists; nil if the message is too large
-// to cache. The lock is held while a new key is generated, so concurrent
-// callers wait for it rather than each generating one.
-func (c *Cache) dataKey(ctx context.Context, k *keyring.Keyring, ec map[string]string, n int) (dek, blob []byte, err error) {
-	id, err := format.AppendContext([]byte(k.ID()), ec)
-	if err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
+// remove erases and forgets entry e of key id and encoded context ec. The
+// caller holds c.mu.
+func (c *Cache) remove(id, ec string, e *cacheEntry) {
+	clear(e.dek[:])
+	delete(c.entries[id], ec)
+	if len(c.entries[id]) == 0 {
+		delete(c.entries, id)
 	}
+	c.n--
+}
+
+// appendDataKey takes a usable cached data key for a message of n bytes
+// under k and the encryption context encoded as ec: it counts the message,
+// copies the key into dek, appends its blob to dst, and returns dst and
+// true. Without one it returns dst and false: the caller makes a data key
+// and may put it.
+func (c *Cache) appendDataKey(dst []byte, k *keyring.Keyring, ec []byte, n int, dek []byte) ([]byte, bool) {
 	if uint64(n) > c.maxBytes {
-		return nil, nil, nil // too large to cache: use a fresh key
+		return dst, false
 	}
 	current := k.CurrentVersion()
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[string(id)]; ok {
-		if e.version == current && now.Sub(e.created) < c.maxAge && e.messages < c.maxMessages && e.bytes+uint64(n) <= c.maxBytes {
-			e.messages++
-			e.bytes += uint64(n)
-			return bytes.Clone(e.dek), e.blob, nil
-		}
-		clear(e.dek)
-		delete(c.entries, string(id))
+	e, ok := c.entries[k.ID()][string(ec)]
+	if !ok {
+		return dst, false
 	}
-	dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(ec))
+	if e.version != current || now.Sub(e.created) >= c.maxAge || e.messages >= c.maxMessages || e.bytes+uint64(n) > c.maxBytes {
+		c.remove(k.ID(), string(ec), e)
+		return dst, false
+	}
+	e.messages++
+	e.bytes += uint64(n)
+	copy(dek, e.dek[:])
+	return append(dst, e.blob...), true
+}
+
+// put caches data key dek and its blob, just used for a message of n bytes
+// under k and the encryption context encoded as ec, replacing any entry for
+// them and evicting the oldest entry when the cache is full.
+func (c *Cache) put(k *keyring.Keyring, ec []byte, n int, dek, blob []byte) {
+	if uint64(n) > c.maxBytes {
+		return // too large to cache: it had a fresh key of its own
+	}
+	bl, err := format.ParseBlob(blob)
 	if err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w", err)
+		panic("envelope: cache: " + err.Error())
 	}
-	if len(c.entries) >= c.capacity {
+	e := &cacheEntry{blob: bytes.Clone(blob), version: bl.Version, created: c.clock.Now(), messages: 1, bytes: uint64(n)}
+	copy(e.dek[:], dek)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.entries[k.ID()][string(ec)]; ok {
+		c.remove(k.ID(), string(ec), old)
+	}
+	if c.n >= c.capacity {
 		c.evictOldest()
 	}
-	c.entries[string(id)] = &cacheEntry{dek: dk.Plaintext, blob: dk.Ciphertext, version: dk.Version, created: now, messages: 1, bytes: uint64(n)}
-	return bytes.Clone(dk.Plaintext), dk.Ciphertext, nil
+	m := c.entries[k.ID()]
+	if m == nil {
+		m = make(map[string]*cacheEntry)
+		c.entries[k.ID()] = m
+	}
+	m[string(ec)] = e
+	c.n++
 }
 
 func (c *Cache) evictOldest() {
-	var oldest string
-	var at time.Time
-	for id, e := range c.entries {
-		if oldest == "" || e.created.Before(at) {
-			oldest, at = id, e.created
+	var oldest *cacheEntry
+	var oldID, oldEC string
+	for id, m := range c.entries {
+		for ec, e := range m {
+			if oldest == nil || e.created.Before(oldest.created) {
+				oldest, oldID, oldEC = e, id, ec
+			}
 		}
 	}
-	clear(c.entries[oldest].dek)
-	delete(c.entries, oldest)
+	if oldest != nil {
+		c.remove(oldID, oldEC, oldest)
+	}
 }

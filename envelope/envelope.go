@@ -7,23 +7,33 @@
 // An envelope is a header followed by the payload in segments of 64 KiB,
 // the last one marked. The header holds the encryption context, a random
 // salt, a key commitment and the data key blob (the same format
-// keyring.Keyring.Encrypt produces). The payload is AES-256-GCM under a key
-// derived from the data key and the salt. docs/FORMAT.md specifies every
-// byte. Envelopes written by this format open in every later release.
+// keyring.Keyring.Encrypt produces). The payload is sealed under a key
+// derived with BLAKE2b-512 from the data key, the salt, the key ID and the
+// encryption context: with ChaCha20-Poly1305 for messages up to 4 KiB, which
+// have one segment, and with AES-256-GCM for larger messages and for every
+// stream. docs/FORMAT.md specifies every byte. Envelopes written by this
+// format open in every later release.
 //
-// Whole buffers ([Seal], [Open]) and streams ([NewWriter], [NewReader]) use
-// the same format: either side may be a stream.
+// Whole buffers ([Seal], [Open]; [AppendSeal] and [AppendOpen] into a
+// caller's buffer) and streams ([NewWriter], [NewReader]) use the same
+// format: either side may be a stream.
 //
 // # Security
 //
 // Every header byte is authenticated before any plaintext is released: the
-// blob by its own AEAD under the key version (which also binds the
-// encryption context), the salt and the data key by the commitment, and
-// the format bytes are fixed. Truncation, also at a segment boundary,
-// reordering and bit flips fail with keyring.ErrDecrypt or
-// keyring.ErrMalformed, never with partial plaintext. [Rewrap] replaces the
-// blob without touching the payload, to move old envelopes to the current
-// key version.
+// blob by its own AEAD under the key version (which also binds the key ID,
+// the version and the encryption context), and everything Rewrap keeps (the
+// format bytes, the salt, the key ID and the encryption context) by the key
+// commitment and the payload key, which depend on them and on the data key.
+// An envelope sealed under one encryption context therefore never opens
+// under another, even after its blob was re-encrypted to the other context
+// and spliced into the header. Truncation, also at a segment boundary,
+// reordering and bit flips fail with an error, never with partial plaintext
+// from Open; [Open] lists the errors. [Rewrap] replaces the blob without
+// touching the payload, to move old envelopes to the current key version.
+//
+// To learn what was authenticated, pass [WithHeader] to Open or NewReader
+// rather than calling [Inspect], which checks nothing.
 //
 // # Concurrency
 //
@@ -34,58 +44,101 @@ package envelope
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"maps"
 
 	"github.com/google/uuid"
+	"github.com/kmsring/kmsring/internal/datakey"
 	"github.com/kmsring/kmsring/internal/format"
 	"github.com/kmsring/kmsring/keyring"
 )
 
-// ErrContextMismatch reports that Open or NewReader was given an encryption
-// context that differs from the one in the header.
-var ErrContextMismatch = errors.New("envelope: encryption context does not match")
+// subError is an error that is a case of a broader one: errors.Is matches
+// both.
+type subError struct {
+	msg    string
+	parent error
+}
+
+func (e *subError) Error() string { return e.msg }
+func (e *subError) Unwrap() error { return e.parent }
+
+var (
+	// ErrContextMismatch reports that Open or NewReader was given an
+	// encryption context (WithEncryptionContext) that is not exactly the
+	// one in the header. It matches keyring.ErrDecrypt too, as
+	// keyring.Decrypt fails with a wrong context: the envelope does not
+	// open under the context given. The header is not authenticated when
+	// this is reported, so it may equally be a tampered header or the
+	// wrong envelope.
+	ErrContextMismatch error = &subError{"envelope: encryption context does not match the expected one", keyring.ErrDecrypt}
+	// ErrTruncated reports an envelope whose payload ends early: cut
+	// after the header, at a segment boundary or inside a segment's tag,
+	// or written by a Writer that was never closed. It matches
+	// keyring.ErrDecrypt too. Every segment before the cut authenticated;
+	// Open returns none of them, a Reader has returned them already.
+	ErrTruncated error = &subError{"envelope: truncated (its writer may not have been closed)", keyring.ErrDecrypt}
+)
 
 // Opener decrypts data key blobs. *keyring.Keyring and *keyring.Set satisfy
-// it.
+// it, and open envelopes without allocating beyond the plaintext; any other
+// Opener is called through Decrypt.
 type Opener interface {
 	Decrypt(ctx context.Context, blob []byte, opts ...keyring.OpOption) ([]byte, error)
 }
 
-// Option configures Seal, Open, NewWriter and NewReader.
-type Option func(*config)
-
-type config struct {
-	ec    map[string]string
-	hasEC bool
-	cache *Cache
+// Option configures Seal, Open, NewWriter and NewReader. It is a plain value
+// (no closure), so passing options allocates nothing.
+type Option struct {
+	ec     map[string]string
+	hasEC  bool
+	cache  *Cache
+	header *Header
 }
 
-func newConfig(opts []Option) config {
-	if len(opts) == 0 {
-		return config{} // no escaping config on the hot path
-	}
-	var c config
+// newConfig merges opts; the last of each kind wins.
+func newConfig(opts []Option) Option {
+	var c Option
 	for _, o := range opts {
-		o(&c)
+		if o.hasEC {
+			c.ec, c.hasEC = o.ec, true
+		}
+		if o.cache != nil {
+			c.cache = o.cache
+		}
+		if o.header != nil {
+			c.header = o.header
+		}
 	}
 	return c
 }
 
 // WithEncryptionContext sets the encryption context. When sealing, it is
-// written to the header and bound to the data key blob. When opening, the
-// header's context must equal it exactly or the call fails with
-// ErrContextMismatch; without it, Open accepts the header's context, which
-// Inspect returns.
+// written to the header and bound to the data key blob and to the payload.
+// When opening, the header's context must equal it exactly or the call
+// fails with ErrContextMismatch; without it, Open accepts the header's
+// context, which WithHeader returns.
 func WithEncryptionContext(ec map[string]string) Option {
-	return func(c *config) { c.ec, c.hasEC = ec, true }
+	return Option{ec: ec, hasEC: true}
 }
 
-// Header is what Inspect reads from an envelope without a key. None of it is
-// authenticated until the envelope is opened.
+// WithHeader makes Open, AppendOpen and NewReader fill in *h with the
+// envelope's header once it is authenticated: the key ID and version whose
+// blob wrapped the data key and the encryption context, all checked against
+// the data key's commitment. NewReader fills it in before it returns, when
+// the header is authenticated and the payload not yet read. Seal,
+// AppendSeal and NewWriter fill in the header they wrote. On failure *h is
+// left as it was.
+func WithHeader(h *Header) Option {
+	return Option{header: h}
+}
+
+// Header is an envelope's header. Inspect reads it without a key and
+// authenticates none of it; WithHeader returns it authenticated.
 type Header struct {
 	// KeyID and Version name the key version whose blob wraps the data key.
 	KeyID   string
@@ -100,13 +153,8 @@ type Header struct {
 	SegmentSize int
 }
 
-// Inspect parses the header of an envelope. It needs no key and checks
-// nothing beyond the header's syntax; it fails with keyring.ErrMalformed.
-func Inspect(sealed []byte) (Header, error) {
-	h, n, err := format.ParseHeader(sealed)
-	if err != nil {
-		return Header{}, fmt.Errorf("envelope: %w", err)
-	}
+// newHeader returns the Header of h, n bytes long.
+func newHeader(h *format.Header, n int) Header {
 	return Header{
 		KeyID:             uuid.UUID(h.Blob.KeyID).String(),
 		Version:           h.Blob.Version,
@@ -114,179 +162,320 @@ func Inspect(sealed []byte) (Header, error) {
 		DataKeyBlob:       bytes.Clone(h.BlobBytes),
 		Size:              n,
 		SegmentSize:       segmentSize,
-	}, nil
+	}
 }
 
-// newHeader takes a data key from the cache or generates one under k's
-// current version and returns the header for it, in a buffer with room for
-// extra more bytes, and the payload key. payload is the plaintext length,
-// for the cache's byte limit.
-func newHeader(ctx context.Context, k *keyring.Keyring, c config, payload int, extra int) ([]byte, *msgKey, error) {
-	var dek, blob []byte
+// Inspect parses the header of an envelope. It needs no key and checks
+// nothing beyond the header's syntax; it fails with keyring.ErrMalformed.
+func Inspect(sealed []byte) (Header, error) {
+	h, n, err := format.ParseHeader(sealed)
+	if err != nil {
+		return Header{}, fmt.Errorf("envelope: %w", err)
+	}
+	return newHeader(&h, n), nil
+}
+
+// headerSize returns the size of a header with a context encoding of ecLen
+// bytes.
+func headerSize(ecLen int) int { return format.FixedHeaderSize + ecLen + blobSize }
+
+// appendHeader appends the header of a new envelope under k to out, which
+// has room for it and for randSize bytes after it (scratch for the data
+// key), and returns it with the payload AEAD. ecLen is the length of the
+// encoding of c.ec, which format.CheckContext accepted. The data key comes
+// from c.cache if it has one for a message of n bytes, else from one random
+// read with the salt and the blob's nonce, wrapped by k.
+func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option, suite byte, ecLen, n int) ([]byte, cipher.AEAD, error) {
+	start := len(out)
+	hlen := headerSize(ecLen)
+	out = format.AppendFixed(out, suite, ecLen, blobSize)
+	out = format.AppendCheckedContext(out, c.ec, ecLen)
+	h := out[start : start+hlen] // the header, as it is filled in
+	scratch := out[start+hlen : start+hlen+randSize]
+	defer clear(scratch)
+	dek, nonce, salt := scratch[:dekSize], scratch[dekSize:dekSize+format.BlobNonceSize], scratch[dekSize+format.BlobNonceSize:]
+	ecEnc := h[format.FixedHeaderSize : format.FixedHeaderSize+ecLen]
+	hit := false
 	if c.cache != nil {
+		out, hit = c.cache.appendDataKey(out, k, ecEnc, n, dek)
+	}
+	if hit {
+		rand.Read(h[format.SaltOffset : format.SaltOffset+format.SaltSize])
+	} else {
+		rand.Read(scratch)
+		copy(h[format.SaltOffset:], salt)
 		var err error
-		if dek, blob, err = c.cache.dataKey(ctx, k, c.ec, payload); err != nil {
-			return nil, nil, err
+		if out, _, err = datakey.Wrap(ctx, k, datakey.GenerateDataKey, out, ecLen, c.ec, dek, nonce); err != nil {
+			clear(out[start:])
+			return out[:start], nil, fmt.Errorf("envelope: %w", err)
 		}
-		defer clear(dek)
-	}
-	if dek == nil {
-		dk, err := k.GenerateDataKey(ctx, keyring.WithEncryptionContext(c.ec))
-		if err != nil {
-			return nil, nil, fmt.Errorf("envelope: %w", err)
+		if c.cache != nil {
+			c.cache.put(k, ecEnc, n, dek, h[hlen-blobSize:])
 		}
-		defer dk.Destroy()
-		dek, blob = dk.Plaintext, dk.Ciphertext
 	}
-	bl, err := format.ParseBlob(blob)
-	if err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w", err)
-	}
-	h := format.Header{Suite: format.SuiteAES256GCMSHA512, Context: c.ec, Blob: bl}
-	rand.Read(h.Salt[:])
-	pk, commitment := deriveKeys(dek, &h.Salt)
-	h.Commitment = commitment
-	size := format.FixedHeaderSize + format.ContextSize(c.ec) + len(blob) + extra
-	out, err := h.Append(make([]byte, 0, size))
-	if err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
-	}
-	return out, &msgKey{key: pk}, nil
+	blob := h[hlen-blobSize:]
+	pk, commitment := deriveKeys(h[:format.PrefixSize], blob[1:1+format.KeyIDSize], h[format.SaltOffset:format.SaltOffset+format.SaltSize], dek, ecEnc)
+	copy(h[format.CommitmentOffset:], commitment[:])
+	aead := newPayloadAEAD(suite, &pk)
+	clear(pk[:])
+	return out, aead, nil
 }
 
-// openHeader checks the caller's encryption context against h, unwraps the
-// data key and returns the payload key.
-func openHeader(ctx context.Context, k Opener, h *format.Header, c config) (*msgKey, error) {
+// fillHeader sets *c.header, if WithHeader asked for it, to the header at
+// the start of b.
+func fillHeader(c *Option, b []byte) {
+	if c.header == nil {
+		return
+	}
+	h, n, err := format.ParseHeader(b)
+	if err != nil {
+		panic("envelope: header written does not parse: " + err.Error())
+	}
+	*c.header = newHeader(&h, n)
+}
+
+// Seal encrypts plaintext under a fresh data key from k's current version
+// (or a cached one, with WithCache) and returns the envelope. It fails with
+// keyring.ErrInvalidArgument for an encryption context that cannot be
+// encoded (checked from its lengths first, so an oversized one costs
+// nothing), with the keyring's errors when its current version cannot
+// encrypt, and with keyring.ErrAudit when an auditor refuses.
+func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
+	return AppendSeal(ctx, nil, k, plaintext, opts...)
+}
+
+// AppendSeal is Seal that appends the envelope to dst and returns the
+// extended slice, as cipher.AEAD.Seal does, for callers that reuse
+// buffers. With room in dst for the envelope (and for at least 88 bytes
+// after its header, which it uses as scratch), it allocates only the
+// payload cipher. dst must not overlap plaintext. On failure it returns dst
+// unchanged.
+func AppendSeal(ctx context.Context, dst []byte, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
+	c := newConfig(opts)
+	ecLen, err := format.CheckContext(c.ec)
+	if err != nil {
+		return dst, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
+	}
+	nseg := segments(len(plaintext))
+	hlen := headerSize(ecLen)
+	payload := len(plaintext) + nseg*tagSize
+	need := hlen + max(payload, randSize)
+	out := grow(dst, need)
+	if overlaps(out[len(dst):len(dst)+need], plaintext) {
+		panic("envelope: AppendSeal: dst overlaps plaintext")
+	}
+	suite := suiteFor(len(plaintext))
+	out, aead, err := appendHeader(ctx, out, k, &c, suite, ecLen, len(plaintext))
+	if err != nil {
+		return dst, err
+	}
+	var nonce *[12]byte
+	for i := range nseg {
+		seg := plaintext[min(i*segmentSize, len(plaintext)):min((i+1)*segmentSize, len(plaintext))]
+		out = aead.Seal(out, segmentNonce(&nonce, uint64(i), i == nseg-1), seg, nil)
+	}
+	fillHeader(&c, out[len(dst):])
+	return out, nil
+}
+
+// grow returns dst with room for n more bytes. Unlike slices.Grow, a new
+// buffer is not zeroed beyond what the allocator must (large allocations
+// come zeroed from the OS), which matters at 1 MiB: every byte is written
+// once by the cipher anyway.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	out := make([]byte, len(dst), len(dst)+n)
+	copy(out, dst)
+	return out
+}
+
+// unwrap decrypts the data key blob of h with k, under the header's
+// encryption context, into scratch (32 bytes of capacity), and checks the
+// data key against the commitment. raw is the header's encoding. It
+// returns the data key, which the caller clears, and the payload key.
+func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte) ([]byte, [32]byte, error) {
+	var dek []byte
+	var err error
+	switch k.(type) {
+	case *keyring.Keyring, *keyring.Set:
+		// The blob's associated data is the context encoding and the
+		// blob's header, one run of header bytes.
+		ad := raw[format.FixedHeaderSize : format.FixedHeaderSize+len(h.ContextBytes)+format.BlobHeaderSize]
+		dek, err = datakey.Unwrap(ctx, k, scratch[:0], h.BlobBytes, h.Blob, ad, h.Context)
+	default:
+		var pt []byte
+		pt, err = k.Decrypt(ctx, h.BlobBytes, keyring.WithEncryptionContext(h.Context))
+		dek = append(scratch[:0], pt...)
+		clear(pt)
+	}
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("envelope: %w", err)
+	}
+	if len(dek) != dekSize {
+		clear(dek)
+		return nil, [32]byte{}, keyring.ErrDecrypt
+	}
+	pk, commitment := deriveKeys(raw[:format.PrefixSize], h.Blob.KeyID[:], h.Salt[:], dek, h.ContextBytes)
+	if subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
+		clear(dek)
+		clear(pk[:])
+		return nil, [32]byte{}, keyring.ErrDecrypt
+	}
+	return dek, pk, nil
+}
+
+// openHeader checks the caller's encryption context against h, whose
+// encoding is raw, and returns the payload AEAD. scratch has room for the
+// data key.
+func openHeader(ctx context.Context, k Opener, h *format.Header, raw []byte, c *Option, scratch []byte) (cipher.AEAD, error) {
 	if c.hasEC && !maps.Equal(c.ec, h.Context) {
 		return nil, ErrContextMismatch
 	}
-	dek, pk, err := unwrap(ctx, k, h)
+	dek, pk, err := unwrap(ctx, k, h, raw, scratch)
 	if err != nil {
 		return nil, err
 	}
 	clear(dek)
-	return pk, nil
-}
-
-// unwrap decrypts the data key blob of h with k, under the header's
-// encryption context, and checks the data key against the commitment. It
-// returns the data key, which the caller clears, and the payload key.
-func unwrap(ctx context.Context, k Opener, h *format.Header) ([]byte, *msgKey, error) {
-	dek, err := k.Decrypt(ctx, h.BlobBytes, keyring.WithEncryptionContext(h.Context))
-	if err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w", err)
-	}
-	if len(dek) != dekSize {
-		clear(dek)
-		return nil, nil, keyring.ErrDecrypt
-	}
-	pk, commitment := deriveKeys(dek, &h.Salt)
-	if subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
-		clear(dek)
-		return nil, nil, keyring.ErrDecrypt
-	}
-	return dek, &msgKey{key: pk}, nil
-}
-
-// segments returns the number of segments for a payload of n bytes.
-func segments(n int) int {
-	if n == 0 {
-		return 1
-	}
-	return (n + segmentSize - 1) / segmentSize
-}
-
-// Seal encrypts plaintext under a fresh data key from k's current version
-// (or a cached one, with WithCache) and returns the envelope.
-func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
-	c := newConfig(opts)
-	out, pk, err := newHeader(ctx, k, c, len(plaintext), len(plaintext)+segments(len(plaintext))*tagSize)
-	if err != nil {
-		return nil, err
-	}
-	aead := newPayloadAEAD(&pk.key)
-	clear(pk.key[:])
-	nonce := &pk.nonce
-	for i := 0; ; i++ {
-		seg := plaintext[min(i*segmentSize, len(plaintext)):min((i+1)*segmentSize, len(plaintext))]
-		last := (i+1)*segmentSize >= len(plaintext)
-		segmentNonce(nonce, uint64(i), last)
-		out = aead.Seal(out, nonce[:], seg, nil)
-		if last {
-			return out, nil
-		}
-	}
+	aead := newPayloadAEAD(h.Suite, &pk)
+	clear(pk[:])
+	return aead, nil
 }
 
 // Open authenticates and decrypts an envelope, unwrapping its data key with
 // k (a *keyring.Keyring, or a *keyring.Set to resolve the key ID from the
-// header). It returns no plaintext unless the whole envelope is authentic:
-// it fails with keyring.ErrMalformed for bytes that are not an envelope,
-// keyring.ErrDecrypt for every authentication failure, ErrContextMismatch,
-// and the keyring's errors for a key or version it cannot use.
+// header). It returns no plaintext unless the whole envelope is authentic.
+//
+// Tampered input can produce each of these errors, and nothing else:
+// keyring.ErrMalformed for bytes that are not an envelope; keyring.ErrDecrypt
+// for every authentication failure, which ErrTruncated (the payload ends
+// early) and ErrContextMismatch (WithEncryptionContext differs from the
+// header's context) also match; and, because the header's key ID and
+// version are read before they can be authenticated, keyring.ErrWrongKey
+// (a *keyring.Keyring given another key's envelope), keyring.ErrKeyNotFound
+// (a *keyring.Set without that key), keyring.ErrUnknownVersion,
+// keyring.ErrVersionDisabled and keyring.ErrVersionDestroyed. Beyond the
+// input, it fails with keyring.ErrKeyDisabled or keyring.ErrKeyPendingDeletion
+// while the key may not be used, keyring.ErrRootKey when the version's
+// material cannot be unwrapped and keyring.ErrAudit when an auditor refuses
+// the Decrypt.
 func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte, error) {
+	return AppendOpen(ctx, nil, k, sealed, opts...)
+}
+
+// AppendOpen is Open that appends the plaintext to dst and returns the
+// extended slice, as cipher.AEAD.Open does, for callers that reuse
+// buffers. With room in dst for the plaintext (and at least 32 bytes), it
+// allocates only the payload cipher and, for a non-empty encryption
+// context, its map. dst must not overlap sealed. On failure it returns nil
+// and clears what it wrote past len(dst).
+func AppendOpen(ctx context.Context, dst []byte, k Opener, sealed []byte, opts ...Option) ([]byte, error) {
 	c := newConfig(opts)
 	h, n, err := format.ParseHeader(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
 	payload := sealed[n:]
-	full, rem := len(payload)/sealedSegmentSize, len(payload)%sealedSegmentSize
-	if rem == 0 && full == 0 || rem > 0 && rem < tagSize {
-		return nil, fmt.Errorf("envelope: %w: truncated payload", keyring.ErrMalformed)
+	nseg := (len(payload) + sealedSegmentSize - 1) / sealedSegmentSize
+	need := max(len(payload)-nseg*tagSize, dekSize)
+	out := grow(dst, need)
+	if overlaps(out[len(dst):len(dst)+need], sealed) {
+		panic("envelope: AppendOpen: dst overlaps sealed")
 	}
-	pk, err := openHeader(ctx, k, h, c)
+	aead, err := openHeader(ctx, k, &h, sealed[:n], &c, out[len(dst):len(dst)+dekSize])
 	if err != nil {
 		return nil, err
 	}
-	aead := newPayloadAEAD(&pk.key)
-	clear(pk.key[:])
-	out := make([]byte, 0, len(payload)-(full+min(rem, 1))*tagSize)
-	nonce := &pk.nonce
-	for i := 0; len(payload) > 0; i++ {
-		seg := payload[:min(sealedSegmentSize, len(payload))]
-		payload = payload[len(seg):]
-		if len(payload) == 0 && len(seg) == tagSize && i > 0 {
-			// Checked after the segments before it authenticated, as a
-			// stream reader must.
-			clear(out[:cap(out)])
-			return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
-		}
-		segmentNonce(nonce, uint64(i), len(payload) == 0)
-		if out, err = aead.Open(out, nonce[:], seg, nil); err != nil {
-			clear(out[:cap(out)])
-			return nil, keyring.ErrDecrypt
-		}
+	out, err = openSegments(aead, out, payload)
+	if err != nil {
+		return nil, err
+	}
+	if c.header != nil {
+		*c.header = newHeader(&h, n)
 	}
 	return out, nil
+}
+
+// openSegments opens payload, a whole payload, and appends its plaintext to
+// out, which has room for it. On failure it clears what it wrote (a failed
+// AEAD open clears its own output).
+func openSegments(aead cipher.AEAD, out, payload []byte) ([]byte, error) {
+	start := len(out)
+	fail := func(err error) ([]byte, error) {
+		clear(out[start:])
+		return nil, err
+	}
+	if len(payload) == 0 {
+		return fail(ErrTruncated)
+	}
+	var nonce *[12]byte
+	for i := uint64(0); ; i++ {
+		seg := payload[:min(sealedSegmentSize, len(payload))]
+		payload = payload[len(seg):]
+		last := len(payload) == 0
+		// The checks on the final segment come after the segments before
+		// it authenticated (as non-final ones), as a stream reader's must.
+		switch {
+		case last && len(seg) < tagSize:
+			return fail(ErrTruncated)
+		case last && len(seg) == tagSize && i > 0:
+			return fail(fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed))
+		}
+		pt, err := aead.Open(out, segmentNonce(&nonce, i, last), seg, nil)
+		if err != nil {
+			if last && len(seg) == sealedSegmentSize && opensAsNonFinal(aead, out, &nonce, i, seg) {
+				return fail(ErrTruncated)
+			}
+			return fail(keyring.ErrDecrypt)
+		}
+		out = pt
+		if last {
+			return out, nil
+		}
+	}
+}
+
+// opensAsNonFinal reports whether seg, segment i, authenticates as a
+// segment that is not the last: then the envelope was cut after it. buf has
+// room for its plaintext past its length; what is written there is
+// cleared.
+func opensAsNonFinal(aead cipher.AEAD, buf []byte, nonce **[12]byte, i uint64, seg []byte) bool {
+	pt, err := aead.Open(buf[len(buf):len(buf)], segmentNonce(nonce, i, false), seg, nil)
+	clear(pt)
+	return err == nil
 }
 
 // Rewrap returns the envelope with its data key blob replaced by one under
 // k's current version, and every payload byte as it was: the way to retire
 // old versions without re-encrypting data. The data key is unwrapped and
-// checked against the commitment first; the payload is not decrypted. The
-// envelope must belong to k (else keyring.ErrWrongKey).
+// checked against the commitment first; the payload is not decrypted. It
+// fails as Open does (keyring.ErrWrongKey for another key's envelope), and
+// as Seal does when the current version cannot encrypt. The keyring audits
+// a Decrypt and an Encrypt.
 func Rewrap(ctx context.Context, k *keyring.Keyring, sealed []byte) ([]byte, error) {
 	h, n, err := format.ParseHeader(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
-	dek, pk, err := unwrap(ctx, k, h)
+	ecLen := len(h.ContextBytes)
+	hlen := headerSize(ecLen)
+	payload := sealed[n:]
+	out := make([]byte, 0, hlen+max(len(payload), dekSize+format.BlobNonceSize))
+	scratch := out[hlen : hlen+dekSize+format.BlobNonceSize]
+	dek, pk, err := unwrap(ctx, k, &h, sealed[:n], scratch[:dekSize])
 	if err != nil {
 		return nil, err
 	}
-	defer clear(dek)
-	clear(pk.key[:])
-	blob, err := k.Encrypt(ctx, dek, keyring.WithEncryptionContext(h.Context))
+	clear(pk[:])
+	nonce := scratch[dekSize:]
+	rand.Read(nonce)
+	out = append(out, sealed[:format.FixedHeaderSize+ecLen]...)
+	binary.BigEndian.PutUint16(out[format.FixedHeaderSize-2:], blobSize)
+	out, _, err = datakey.Wrap(ctx, k, datakey.Encrypt, out, ecLen, h.Context, dek, nonce)
+	clear(scratch)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
-	if h.Blob, err = format.ParseBlob(blob); err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
-	out, err := h.Append(make([]byte, 0, n+len(sealed)))
-	if err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
-	return append(out, sealed[n:]...), nil
+	return append(out, payload...), nil
 }

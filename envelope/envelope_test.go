@@ -3,6 +3,7 @@ package envelope_test
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"io"
 	"testing"
 
@@ -155,12 +156,12 @@ type readerFunc func([]byte) (int, error)
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // openBoth opens sealed with Open and with NewReader and returns the errors.
-func openBoth(t *testing.T, k envelope.Opener, sealed []byte) (error, error) {
+func openBoth(t *testing.T, k envelope.Opener, sealed []byte, opts ...envelope.Option) (error, error) {
 	t.Helper()
-	pt, err1 := envelope.Open(t.Context(), k, sealed)
-	assert.Nil(t, pt)
+	pt, err1 := envelope.Open(t.Context(), k, sealed, opts...)
+	assert.True(t, pt == nil, "no plaintext from a failed Open")
 	var err2 error
-	r, err := envelope.NewReader(t.Context(), k, bytes.NewReader(sealed))
+	r, err := envelope.NewReader(t.Context(), k, bytes.NewReader(sealed), opts...)
 	if err != nil {
 		err2 = err
 	} else {
@@ -169,26 +170,80 @@ func openBoth(t *testing.T, k envelope.Opener, sealed []byte) (error, error) {
 	return err1, err2
 }
 
+// documented is the list of errors Open's godoc says tampered input can
+// produce.
+var documented = []error{
+	keyring.ErrMalformed, keyring.ErrDecrypt, keyring.ErrWrongKey, keyring.ErrKeyNotFound,
+	keyring.ErrUnknownVersion, keyring.ErrVersionDisabled, keyring.ErrVersionDestroyed,
+}
+
+// requireDocumented fails unless err is one of the documented errors.
+func requireDocumented(t *testing.T, err error, msgAndArgs ...any) {
+	t.Helper()
+	require.Error(t, err, msgAndArgs...)
+	for _, d := range documented {
+		if errors.Is(err, d) {
+			return
+		}
+	}
+	require.Fail(t, "undocumented error "+err.Error(), msgAndArgs...)
+}
+
+// TestTamper flips every bit of a one-segment and of a three-segment
+// envelope, cuts them at every length and appends a byte: every change
+// fails, in Open and in NewReader, with an error Open's godoc lists, also
+// with a keyring.Set, a keyring with a disabled version, and an expected
+// context.
 func TestTamper(t *testing.T) {
 	ctx := t.Context()
 	k := newKey(t)
-	sealed, err := envelope.Seal(ctx, k, []byte("attack at dawn"), envelope.WithEncryptionContext(map[string]string{"k": "v"}))
+	ec := map[string]string{"k": "v"}
+	// Version 1 disabled, 2 current, 3 destroyed would need the
+	// lifecycle; a disabled version is enough to reach that error.
+	_, err := k.Rotate(ctx)
 	require.NoError(t, err)
-	for i := range len(sealed) * 8 {
-		b := bytes.Clone(sealed)
-		b[i/8] ^= 1 << (i % 8)
-		e1, e2 := openBoth(t, k, b)
-		require.Error(t, e1, "bit %d", i)
-		require.Error(t, e2, "bit %d (stream)", i)
+	_, err = k.Rotate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, k.DisableVersion(ctx, 2))
+	set := keyring.NewSet(k)
+	small, err := envelope.Seal(ctx, k, []byte("attack at dawn"), envelope.WithEncryptionContext(ec))
+	require.NoError(t, err)
+	large, err := envelope.Seal(ctx, k, random(2*seg+10), envelope.WithEncryptionContext(ec))
+	require.NoError(t, err)
+	h, err := envelope.Inspect(large)
+	require.NoError(t, err)
+	for _, sealed := range [][]byte{small, large} {
+		bits := len(sealed) * 8
+		if len(sealed) > seg {
+			bits = (h.Size + 64) * 8 // the header and the start of the payload
+		}
+		for i := range bits {
+			b := bytes.Clone(sealed)
+			b[i/8] ^= 1 << (i % 8)
+			for _, o := range []envelope.Opener{k, set} {
+				e1, e2 := openBoth(t, o, b)
+				requireDocumented(t, e1, "bit %d", i)
+				requireDocumented(t, e2, "bit %d (stream)", i)
+			}
+			e1, e2 := openBoth(t, k, b, envelope.WithEncryptionContext(ec))
+			requireDocumented(t, e1, "bit %d, expected context", i)
+			requireDocumented(t, e2, "bit %d, expected context (stream)", i)
+		}
 	}
-	for n := range len(sealed) {
-		e1, e2 := openBoth(t, k, sealed[:n])
-		require.Error(t, e1, "truncated to %d", n)
-		require.Error(t, e2, "truncated to %d (stream)", n)
+	for _, sealed := range [][]byte{small, large} {
+		step := 1
+		if len(sealed) > seg {
+			step = 997
+		}
+		for n := 0; n < len(sealed); n += step {
+			e1, e2 := openBoth(t, k, sealed[:n])
+			requireDocumented(t, e1, "truncated to %d", n)
+			requireDocumented(t, e2, "truncated to %d (stream)", n)
+		}
+		e1, e2 := openBoth(t, k, append(bytes.Clone(sealed), 0))
+		requireDocumented(t, e1, "trailing byte")
+		requireDocumented(t, e2, "trailing byte (stream)")
 	}
-	e1, e2 := openBoth(t, k, append(bytes.Clone(sealed), 0))
-	require.Error(t, e1, "trailing byte")
-	require.Error(t, e2, "trailing byte (stream)")
 }
 
 func TestTruncationAtSegmentBoundary(t *testing.T) {

@@ -150,3 +150,49 @@ func ExampleCache() {
 	fmt.Println("one data key for both:", bytes.Equal(blobs[0], blobs[1]))
 	// Output: one data key for both: true
 }
+
+// Open tells what it authenticated: the key version and the encryption
+// context, without a second, unauthenticated Inspect.
+func ExampleWithHeader() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed, err := envelope.Seal(ctx, k, []byte("invoice"), envelope.WithEncryptionContext(map[string]string{"tenant": "acme"}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var h envelope.Header
+	pt, err := envelope.Open(ctx, k, sealed, envelope.WithHeader(&h))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: version %d, tenant %s\n", pt, h.Version, h.EncryptionContext["tenant"])
+	// Output: invoice: version 1, tenant acme
+}
+
+// AppendSeal and AppendOpen reuse the caller's buffers, as cipher.AEAD
+// does.
+func ExampleAppendSeal() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealBuf, openBuf := make([]byte, 0, 4096), make([]byte, 0, 4096)
+	for _, msg := range []string{"first", "second"} {
+		sealed, err := envelope.AppendSeal(ctx, sealBuf[:0], k, []byte(msg))
+		if err != nil {
+			log.Fatal(err)
+		}
+		pt, err := envelope.AppendOpen(ctx, openBuf[:0], k, sealed)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(pt))
+	}
+	// Output:
+	// first
+	// second
+}

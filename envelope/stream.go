@@ -14,23 +14,29 @@ import (
 var errClosed = errors.New("envelope: write after Close")
 
 // NewWriter returns a WriteCloser that seals everything written to it into
-// one envelope on w, in the same format as Seal. The header is written
-// before NewWriter returns. Close must be called: it writes the final
-// segment, without which the envelope does not open. Close does not close
-// w. Memory use is one segment (64 KiB), whatever the length of the stream.
+// one envelope on w, in the same format as Seal, with AES-256-GCM (the
+// length is not known in advance). The header is written before NewWriter
+// returns. Close must be called: it writes the final segment, without which
+// the envelope fails to open with ErrTruncated. Close does not close w.
+// Memory use is one segment (64 KiB), whatever the length of the stream.
+// NewWriter fails as Seal does; WithCache does not apply (a stream always
+// gets a fresh data key).
 func NewWriter(ctx context.Context, k *keyring.Keyring, w io.Writer, opts ...Option) (io.WriteCloser, error) {
 	c := newConfig(opts)
-	c.cache = nil // streams always use a fresh data key
-	header, pk, err := newHeader(ctx, k, c, 0, 0)
+	c.cache = nil
+	ecLen, err := format.CheckContext(c.ec)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
+	}
+	header, aead, err := appendHeader(ctx, make([]byte, 0, headerSize(ecLen)+randSize), k, &c, format.SuiteAES256GCM, ecLen, 0)
 	if err != nil {
 		return nil, err
 	}
-	sw := &writer{w: w, aead: newPayloadAEAD(&pk.key), buf: make([]byte, 0, sealedSegmentSize)}
-	clear(pk.key[:])
 	if _, err := w.Write(header); err != nil {
 		return nil, err
 	}
-	return sw, nil
+	fillHeader(&c, header)
+	return &writer{w: w, aead: aead, buf: make([]byte, 0, sealedSegmentSize)}, nil
 }
 
 type writer struct {
@@ -38,7 +44,7 @@ type writer struct {
 	aead  cipher.AEAD
 	buf   []byte // plaintext of the current segment; sealed in place
 	n     uint64 // index of the current segment
-	nonce [12]byte
+	nonce *[12]byte
 	err   error // sticky
 }
 
@@ -64,8 +70,7 @@ func (sw *writer) Write(p []byte) (int, error) {
 }
 
 func (sw *writer) flush(last bool) error {
-	segmentNonce(&sw.nonce, sw.n, last)
-	sealed := sw.aead.Seal(sw.buf[:0], sw.nonce[:], sw.buf, nil)
+	sealed := sw.aead.Seal(sw.buf[:0], segmentNonce(&sw.nonce, sw.n, last), sw.buf, nil)
 	if _, err := sw.w.Write(sealed); err != nil {
 		sw.err = err
 		return err
@@ -93,23 +98,26 @@ func (sw *writer) Close() error {
 
 // NewReader reads an envelope from r and returns a Reader of its plaintext.
 // The header is read, its data key unwrapped with k and checked against the
-// commitment before NewReader returns, so those failures surface here. Each
-// segment is authenticated before any of its plaintext is returned; a
-// tampered or truncated stream ends in an error (keyring.ErrDecrypt or
+// commitment before NewReader returns, so those failures surface here, with
+// the errors Open lists (but ErrTruncated). Each segment is authenticated
+// before any of its plaintext is returned; a tampered or truncated stream
+// ends in an error (keyring.ErrDecrypt, which ErrTruncated also matches, or
 // keyring.ErrMalformed), never in io.EOF, so a caller who reads to io.EOF
-// has read the whole authentic plaintext. Memory use is one segment.
+// has read the whole authentic plaintext. Memory use is one segment. The
+// Reader implements io.WriterTo, which io.Copy uses to save a copy.
 func NewReader(ctx context.Context, k Opener, r io.Reader, opts ...Option) (io.Reader, error) {
 	c := newConfig(opts)
-	h, _, err := format.ReadHeader(r)
+	h, raw, err := format.ReadHeader(r)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
-	pk, err := openHeader(ctx, k, h, c)
-	if err != nil {
+	sr := &reader{r: r, buf: make([]byte, sealedSegmentSize+1), look: -1}
+	if sr.aead, err = openHeader(ctx, k, &h, raw, &c, sr.buf[:dekSize]); err != nil {
 		return nil, err
 	}
-	sr := &reader{r: r, aead: newPayloadAEAD(&pk.key), buf: make([]byte, sealedSegmentSize+1), look: -1}
-	clear(pk.key[:])
+	if c.header != nil {
+		*c.header = newHeader(&h, len(raw))
+	}
 	return sr, nil
 }
 
@@ -117,12 +125,13 @@ type reader struct {
 	r     io.Reader
 	aead  cipher.AEAD
 	buf   []byte // one sealed segment plus one byte of lookahead
+	spare []byte // a final full segment opens here, not in place
 	look  int    // the lookahead byte, or -1 if none is held
-	plain []byte // decrypted, unread plaintext (aliases buf)
+	plain []byte // decrypted, unread plaintext (aliases buf or spare)
 	n     uint64 // index of the next segment
 	done  bool   // the last segment has been read
 	err   error  // sticky
-	nonce [12]byte
+	nonce *[12]byte
 }
 
 func (sr *reader) Read(p []byte) (int, error) {
@@ -188,9 +197,11 @@ func (sr *reader) next() error {
 	case err != nil:
 		return err
 	}
+	// The checks on the final segment come after the segments before it
+	// authenticated as non-final ones.
 	if sr.done {
 		if n < tagSize {
-			return fmt.Errorf("envelope: %w: truncated payload", keyring.ErrMalformed)
+			return ErrTruncated
 		}
 		if n == tagSize && sr.n > 0 {
 			return fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
@@ -200,9 +211,22 @@ func (sr *reader) next() error {
 		sr.look = int(sr.buf[sealedSegmentSize])
 	}
 	seg := sr.buf[:min(n, sealedSegmentSize)]
-	segmentNonce(&sr.nonce, sr.n, sr.done)
-	plain, err := sr.aead.Open(seg[:0], sr.nonce[:], seg, nil)
+	out := seg[:0]
+	if sr.done && n == sealedSegmentSize {
+		// A stream that ends at a segment boundary may have been cut
+		// there: if the segment fails as the last one, it is tried as
+		// another, so it must not be opened in place (a failed open
+		// clears its output).
+		if sr.spare == nil {
+			sr.spare = make([]byte, segmentSize)
+		}
+		out = sr.spare[:0]
+	}
+	plain, err := sr.aead.Open(out, segmentNonce(&sr.nonce, sr.n, sr.done), seg, nil)
 	if err != nil {
+		if sr.done && n == sealedSegmentSize && opensAsNonFinal(sr.aead, out, &sr.nonce, sr.n, seg) {
+			return ErrTruncated
+		}
 		return keyring.ErrDecrypt
 	}
 	sr.n++

@@ -20,17 +20,21 @@ func TestEnvelopeVectors(t *testing.T) {
 	require.NoError(t, err)
 	for _, v := range vs {
 		t.Run(v.Name, func(t *testing.T) {
-			pt, err := envelope.Open(ctx, k, v.Data)
+			var opts []envelope.Option
+			if v.Context != nil {
+				opts = append(opts, envelope.WithEncryptionContext(v.Context))
+			}
+			pt, err := envelope.Open(ctx, k, v.Data, opts...)
 			v.Check(t, pt, err)
-			pt, err = readAll(t, k, v.Data)
+			pt, err = readAll(t, k, v.Data, opts...)
 			v.Check(t, pt, err)
 		})
 	}
 }
 
 // readAll opens sealed with NewReader; it returns nil plaintext on error.
-func readAll(t testing.TB, k envelope.Opener, sealed []byte) ([]byte, error) {
-	r, err := envelope.NewReader(t.Context(), k, bytes.NewReader(sealed))
+func readAll(t testing.TB, k envelope.Opener, sealed []byte, opts ...envelope.Option) ([]byte, error) {
+	r, err := envelope.NewReader(t.Context(), k, bytes.NewReader(sealed), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -54,17 +58,24 @@ func FuzzOpen(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, sealed []byte) {
-		pt, err := envelope.Open(t.Context(), k, sealed)
+		var h envelope.Header
+		pt, err := envelope.Open(t.Context(), k, sealed, envelope.WithHeader(&h))
 		pt2, err2 := readAll(t, k, sealed)
+		pt3, err3 := envelope.AppendOpen(t.Context(), []byte("dst"), k, sealed)
 		if err != nil {
 			require.Nil(t, pt)
+			require.Zero(t, h, "no header from a failed Open")
 			require.Error(t, err2, "NewReader rejects what Open rejects")
+			require.Error(t, err3, "AppendOpen rejects what Open rejects")
 			return
 		}
 		require.NoError(t, err2)
-		require.Equal(t, pt, pt2)
+		require.NoError(t, err3)
+		require.Equal(t, nonNil(pt), nonNil(pt2))
+		require.Equal(t, append([]byte("dst"), pt...), pt3)
 		require.True(t, valid[string(sealed)], "only a real envelope opens")
-		_, err = envelope.Inspect(sealed)
+		ih, err := envelope.Inspect(sealed)
 		require.NoError(t, err)
+		require.Equal(t, ih, h, "WithHeader reports what Inspect reads")
 	})
 }

@@ -59,9 +59,12 @@ type AuditEvent struct {
 	// DestroyAt is set when a version's destruction is scheduled (when it
 	// will happen) or carried out (when it did).
 	DestroyAt time.Time
-	// EncryptionContext is the context the operation was given. An
-	// Auditor must not modify it.
+	// EncryptionContext is the context the operation was given; for a
+	// ReEncrypt, the destination context. An Auditor must not modify it.
 	EncryptionContext map[string]string
+	// SourceEncryptionContext is set for a ReEncrypt: the context the
+	// source blob was opened with. An Auditor must not modify it.
+	SourceEncryptionContext map[string]string
 	// Err is nil if the operation succeeded.
 	Err error
 }

@@ -3,13 +3,21 @@ package keyring
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/kmsring/kmsring/internal/datakey"
 	"github.com/kmsring/kmsring/internal/format"
 )
 
-// usable reports why v cannot be used, if it cannot.
+func init() {
+	datakey.Wrap = wrapDataKey
+	datakey.Unwrap = unwrapDataKey
+}
+
+// usable reports why v cannot be used, if it cannot. Every path that
+// encrypts or decrypts under a version calls it for that version.
 func (k *Keyring) usable(v *version) error {
 	if err := k.keyUsable(); err != nil {
 		return err
@@ -43,26 +51,27 @@ func (k *Keyring) encryptingVersion(ctx context.Context, n uint32) (*version, er
 	return v, k.usable(v)
 }
 
-// seal wraps plaintext under v into a data key blob bound to ec.
-func (k *Keyring) seal(v *version, plaintext []byte, ec map[string]string) ([]byte, error) {
+// checkContext measures ec's encoding, or says why it cannot be encoded.
+func checkContext(ec map[string]string) (int, error) {
+	n, err := format.CheckContext(ec)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	return n, nil
+}
+
+// sealInto writes the data key blob of plaintext under v into blob, which
+// has room for exactly that blob, with the given nonce. ad holds the
+// encoded context and has room for the blob header after it.
+func (k *Keyring) sealInto(v *version, blob, plaintext, nonce, ad []byte) error {
 	aead, err := k.wrapAEAD(v)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// One allocation holds the blob and, past its capacity, the associated
-	// data (the blob header and the encoded context).
-	n := format.BlobHeaderSize + len(plaintext) + format.BlobTagSize
-	buf := make([]byte, n, n+format.BlobHeaderSize+format.ContextSize(ec))
-	bl := format.Blob{KeyID: k.bid, Version: v.Number}
-	hdr := bl.AppendHeader(buf[:0])
-	nonce := hdr[format.BlobHeaderSize-format.BlobNonceSize:]
-	rand.Read(nonce)
-	aad, err := format.AppendContext(append(buf[n:], hdr...), ec)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
-	}
-	out := aead.Seal(hdr, nonce, plaintext, aad)
-	return out[:n:n], nil
+	bl := format.Blob{KeyID: k.bid, Version: v.Number, Nonce: [format.BlobNonceSize]byte(nonce)}
+	hdr := bl.AppendHeader(blob[:0])
+	aead.Seal(hdr, hdr[format.BlobHeaderSize-format.BlobNonceSize:], plaintext, append(ad, hdr...))
+	return nil
 }
 
 // GenerateDataKey returns a fresh random data key (32 bytes, or 16 with
@@ -74,13 +83,32 @@ func (k *Keyring) GenerateDataKey(ctx context.Context, opts ...OpOption) (*DataK
 
 func (k *Keyring) generateDataKey(ctx context.Context, op Operation, opts []OpOption) (*DataKey, error) {
 	c := newOpConfig(opts)
+	e := AuditEvent{Operation: op, Version: c.version, EncryptionContext: c.ec}
+	ecLen, err := checkContext(c.ec)
+	if err != nil {
+		e.Err = err
+		return nil, k.audit(ctx, e)
+	}
 	v, err := k.encryptingVersion(ctx, c.version)
 	if err != nil {
-		return nil, k.audit(ctx, AuditEvent{Operation: op, Version: c.version, EncryptionContext: c.ec, Err: err})
+		e.Err = err
+		return nil, k.audit(ctx, e)
 	}
-	dk := &DataKey{KeyID: k.id, Version: v.Number, Plaintext: randomBytes(c.spec.size())}
-	dk.Ciphertext, err = k.seal(v, dk.Plaintext, c.ec)
-	if err = k.audit(ctx, AuditEvent{Operation: op, Version: v.Number, EncryptionContext: c.ec, Err: err}); err != nil {
+	e.Version = v.Number
+	// One allocation holds the data key, its blob and, past them, the
+	// associated data; one random read gives the key and the nonce.
+	size := c.spec.size()
+	n := format.BlobHeaderSize + size + format.BlobTagSize
+	buf := make([]byte, size+n, size+n+max(ecLen+format.BlobHeaderSize, size+format.BlobNonceSize))
+	scratch := buf[size+n : size+n+size+format.BlobNonceSize]
+	rand.Read(scratch)
+	dk := &DataKey{KeyID: k.id, Version: v.Number, Plaintext: buf[:size:size], Ciphertext: buf[size : size+n : size+n]}
+	copy(dk.Plaintext, scratch)
+	nonce := [format.BlobNonceSize]byte(scratch[size:])
+	clear(scratch)
+	ad := format.AppendCheckedContext(buf[size+n:size+n], c.ec, ecLen)
+	e.Err = k.sealInto(v, dk.Ciphertext, dk.Plaintext, nonce[:], ad)
+	if err := k.audit(ctx, e); err != nil {
 		dk.Destroy()
 		return nil, err
 	}
@@ -101,31 +129,61 @@ func (k *Keyring) GenerateDataKeyWithoutPlaintext(ctx context.Context, opts ...O
 // result has the data key blob format and opens with Decrypt. Larger data
 // belongs in an envelope (package envelope).
 func (k *Keyring) Encrypt(ctx context.Context, plaintext []byte, opts ...OpOption) ([]byte, error) {
-	if len(plaintext) == 0 || len(plaintext) > format.MaxBlobPlaintext {
-		err := fmt.Errorf("%w: plaintext of %d bytes (want 1 to %d)", ErrInvalidArgument, len(plaintext), format.MaxBlobPlaintext)
-		return nil, k.audit(ctx, AuditEvent{Operation: OpEncrypt, Err: err})
-	}
 	c := newOpConfig(opts)
-	v, err := k.encryptingVersion(ctx, c.version)
-	if err != nil {
-		return nil, k.audit(ctx, AuditEvent{Operation: OpEncrypt, Version: c.version, EncryptionContext: c.ec, Err: err})
+	e := AuditEvent{Operation: OpEncrypt, Version: c.version, EncryptionContext: c.ec}
+	if len(plaintext) == 0 || len(plaintext) > format.MaxBlobPlaintext {
+		e.Err = fmt.Errorf("%w: plaintext of %d bytes (want 1 to %d)", ErrInvalidArgument, len(plaintext), format.MaxBlobPlaintext)
+		return nil, k.audit(ctx, e)
 	}
-	blob, err := k.seal(v, plaintext, c.ec)
-	if err = k.audit(ctx, AuditEvent{Operation: OpEncrypt, Version: v.Number, EncryptionContext: c.ec, Err: err}); err != nil {
+	blob, v, err := k.encrypt(ctx, c.version, plaintext, c.ec)
+	e.Version, e.Err = v, err
+	if err = k.audit(ctx, e); err != nil {
 		return nil, err
 	}
 	return blob, nil
 }
 
+// encrypt wraps plaintext under version n (0 for the current one) and
+// returns the blob and the version used.
+func (k *Keyring) encrypt(ctx context.Context, n uint32, plaintext []byte, ec map[string]string) ([]byte, uint32, error) {
+	ecLen, err := checkContext(ec)
+	if err != nil {
+		return nil, n, err
+	}
+	v, err := k.encryptingVersion(ctx, n)
+	if err != nil {
+		return nil, n, err
+	}
+	// One allocation holds the blob and, past its capacity, the
+	// associated data.
+	size := format.BlobHeaderSize + len(plaintext) + format.BlobTagSize
+	buf := make([]byte, size, size+ecLen+format.BlobHeaderSize)
+	var nonce [format.BlobNonceSize]byte
+	rand.Read(nonce[:])
+	ad := format.AppendCheckedContext(buf[size:size], ec, ecLen)
+	if err := k.sealInto(v, buf, plaintext, nonce[:], ad); err != nil {
+		return nil, v.Number, err
+	}
+	return buf[:size:size], v.Number, nil
+}
+
 // Decrypt returns the plaintext of a blob from GenerateDataKey or Encrypt,
-// given the same encryption context. The version is taken from the blob. It
-// fails with ErrMalformed for bytes that are not a blob, ErrWrongKey for a
-// blob of another key, ErrUnknownVersion, ErrVersionDisabled or
-// ErrVersionDestroyed for a version that cannot decrypt, and ErrDecrypt for
-// every authentication failure, a wrong context included.
+// given the same encryption context. The version is taken from the blob.
+//
+// The key ID and version a blob names are read before it is authenticated,
+// so tampered bytes can produce every one of these errors: ErrMalformed for
+// bytes that are not a blob; ErrWrongKey for a blob that names another key;
+// ErrUnknownVersion (after one rate-limited reload from the store),
+// ErrVersionDisabled or ErrVersionDestroyed for a version that cannot
+// decrypt; ErrDecrypt for every authentication failure, a wrong encryption
+// context included. It also fails with ErrKeyDisabled or
+// ErrKeyPendingDeletion while the key may not be used, ErrRootKey if the
+// version's material cannot be unwrapped, ErrInvalidArgument for an
+// encryption context that cannot be encoded, and ErrAudit if an Auditor
+// refuses the operation.
 func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
 	c := newOpConfig(opts)
-	pt, n, err := k.open(ctx, blob, c.ec)
+	pt, n, err := k.decrypt(ctx, blob, c.ec)
 	if err = k.audit(ctx, AuditEvent{Operation: OpDecrypt, Version: n, EncryptionContext: c.ec, Err: err}); err != nil {
 		clear(pt)
 		return nil, err
@@ -133,19 +191,30 @@ func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([
 	return pt, nil
 }
 
-// open decrypts blob and returns its plaintext and the version it named
+// decrypt decrypts blob and returns its plaintext and the version it named
 // (0 if it does not parse).
-func (k *Keyring) open(ctx context.Context, blob []byte, ec map[string]string) ([]byte, uint32, error) {
+func (k *Keyring) decrypt(ctx context.Context, blob []byte, ec map[string]string) ([]byte, uint32, error) {
 	bl, err := format.ParseBlob(blob)
 	if err != nil {
 		return nil, 0, err
 	}
-	pt, err := k.openBlob(ctx, blob, bl, ec)
+	ecLen, err := checkContext(ec)
+	if err != nil {
+		return nil, bl.Version, err
+	}
+	// One allocation holds the plaintext and, past its capacity, the
+	// associated data.
+	n := len(bl.Sealed) - format.BlobTagSize
+	buf := make([]byte, 0, n+ecLen+format.BlobHeaderSize)
+	ad := format.AppendCheckedContext(buf[n:n], ec, ecLen)
+	ad = append(ad, blob[:format.BlobHeaderSize]...)
+	pt, err := k.openBlob(ctx, buf[:0:n], blob, &bl, ad)
 	return pt, bl.Version, err
 }
 
-// openBlob decrypts blob, which parsed as bl.
-func (k *Keyring) openBlob(ctx context.Context, blob []byte, bl format.Blob, ec map[string]string) ([]byte, error) {
+// openBlob decrypts blob, which parsed as bl, under its associated data
+// ad, and appends the plaintext to dst.
+func (k *Keyring) openBlob(ctx context.Context, dst, blob []byte, bl *format.Blob, ad []byte) ([]byte, error) {
 	if bl.KeyID != k.bid {
 		return nil, fmt.Errorf("%w: blob names key %s, this is %s", ErrWrongKey, uuid.UUID(bl.KeyID), k.id)
 	}
@@ -160,18 +229,9 @@ func (k *Keyring) openBlob(ctx context.Context, blob []byte, bl format.Blob, ec 
 	if err != nil {
 		return nil, err
 	}
-	// One allocation holds the plaintext and, past its capacity, the
-	// associated data. The nonce is read in place from the blob.
-	n := len(bl.Sealed) - format.BlobTagSize
-	buf := make([]byte, n, n+format.BlobHeaderSize+format.ContextSize(ec))
-	aad, err := format.AppendContext(append(buf[n:], blob[:format.BlobHeaderSize]...), ec)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
-	}
 	nonce := blob[format.BlobHeaderSize-format.BlobNonceSize : format.BlobHeaderSize]
-	pt, err := aead.Open(buf[:0:n], nonce, bl.Sealed, aad)
+	pt, err := aead.Open(dst, nonce, bl.Sealed, ad)
 	if err != nil {
-		clear(buf)
 		return nil, ErrDecrypt
 	}
 	return pt, nil
@@ -180,24 +240,25 @@ func (k *Keyring) openBlob(ctx context.Context, blob []byte, bl format.Blob, ec 
 // ReEncrypt decrypts blob (with the source context WithEncryptionContext
 // gives) and wraps its plaintext under the current version, or the version
 // WithVersion names, without returning the plaintext. The new blob keeps the
-// source context unless WithDestinationEncryptionContext names another.
+// source context unless WithDestinationEncryptionContext names another. It
+// fails as Decrypt and Encrypt do. The audit event carries both contexts.
 func (k *Keyring) ReEncrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
 	c := newOpConfig(opts)
-	ec := c.ec
+	dest := c.ec
 	if c.hasDestEC {
-		ec = c.destEC
+		dest = c.destEC
 	}
-	pt, from, err := k.open(ctx, blob, c.ec)
+	e := AuditEvent{Operation: OpReEncrypt, Version: c.version, EncryptionContext: dest, SourceEncryptionContext: c.ec}
+	pt, from, err := k.decrypt(ctx, blob, c.ec)
+	e.PreviousVersion = from
 	if err != nil {
-		return nil, k.audit(ctx, AuditEvent{Operation: OpReEncrypt, PreviousVersion: from, EncryptionContext: ec, Err: err})
+		e.Err = err
+		return nil, k.audit(ctx, e)
 	}
 	defer clear(pt)
-	v, err := k.encryptingVersion(ctx, c.version)
-	if err != nil {
-		return nil, k.audit(ctx, AuditEvent{Operation: OpReEncrypt, PreviousVersion: from, Version: c.version, EncryptionContext: ec, Err: err})
-	}
-	out, err := k.seal(v, pt, ec)
-	if err = k.audit(ctx, AuditEvent{Operation: OpReEncrypt, PreviousVersion: from, Version: v.Number, EncryptionContext: ec, Err: err}); err != nil {
+	out, v, err := k.encrypt(ctx, c.version, pt, dest)
+	e.Version, e.Err = v, err
+	if err = k.audit(ctx, e); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -211,4 +272,70 @@ func ParseCiphertext(blob []byte) (keyID string, version uint32, err error) {
 		return "", 0, err
 	}
 	return uuid.UUID(bl.KeyID).String(), bl.Version, nil
+}
+
+// wrapDataKey is datakey.Wrap: GenerateDataKey (or Encrypt) of a data key
+// the caller made, written into the caller's buffer.
+func wrapDataKey(ctx context.Context, kk datakey.Keyring, op datakey.Op, dst []byte, ecLen int, ec map[string]string, dek, nonce []byte) ([]byte, uint32, error) {
+	k := kk.(*Keyring)
+	e := AuditEvent{Operation: OpGenerateDataKey, EncryptionContext: ec}
+	if op == datakey.Encrypt {
+		e.Operation = OpEncrypt
+	}
+	v, err := k.encryptingVersion(ctx, 0)
+	if err != nil {
+		e.Err = err
+		return dst, 0, k.audit(ctx, e)
+	}
+	e.Version = v.Number
+	start := len(dst)
+	size := format.BlobHeaderSize + len(dek) + format.BlobTagSize
+	out := append(dst, make([]byte, size)...)
+	e.Err = k.sealInto(v, out[start:], dek, nonce, out[start-ecLen:start])
+	if err := k.audit(ctx, e); err != nil {
+		clear(out[start:])
+		return dst, 0, err
+	}
+	return out, v.Number, nil
+}
+
+// unwrapDataKey is datakey.Unwrap: Decrypt into the caller's buffer, with
+// the associated data taken from the caller's bytes.
+func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string) ([]byte, error) {
+	var k *Keyring
+	var err error
+	switch kk := kk.(type) {
+	case *Keyring:
+		k = kk
+	case *Set:
+		if k, err = kk.byBinaryID(bl.KeyID); err != nil {
+			return nil, err
+		}
+	default:
+		panic("keyring: datakey.Unwrap with a " + fmt.Sprintf("%T", kk))
+	}
+	pt, err := k.openBlob(ctx, dst, blob, &bl, ad)
+	if err = k.audit(ctx, AuditEvent{Operation: OpDecrypt, Version: bl.Version, EncryptionContext: ec, Err: err}); err != nil {
+		return nil, err
+	}
+	return pt, nil
+}
+
+// byBinaryID returns the keyring of the set with the given binary key ID,
+// without allocating, or ErrKeyNotFound.
+func (s *Set) byBinaryID(id [16]byte) (*Keyring, error) {
+	var buf [36]byte
+	hex.Encode(buf[0:8], id[0:4])
+	hex.Encode(buf[9:13], id[4:6])
+	hex.Encode(buf[14:18], id[6:8])
+	hex.Encode(buf[19:23], id[8:10])
+	hex.Encode(buf[24:], id[10:])
+	buf[8], buf[13], buf[18], buf[23] = '-', '-', '-', '-'
+	s.mu.RLock()
+	k, ok := s.m[string(buf[:])]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not in the set", ErrKeyNotFound, string(buf[:]))
+	}
+	return k, nil
 }

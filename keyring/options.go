@@ -154,8 +154,24 @@ func newConfig(opts []Option) (*config, error) {
 	return c, nil
 }
 
-// OpOption configures one operation.
-type OpOption func(*opConfig)
+// OpOption configures one operation. It is a plain value (no closure), so
+// passing options allocates nothing.
+type OpOption struct {
+	kind    opKind
+	ec      map[string]string
+	version uint32
+	spec    KeySpec
+}
+
+type opKind uint8
+
+const (
+	opNone opKind = iota
+	opEC
+	opDestEC
+	opVersion
+	opSpec
+)
 
 type opConfig struct {
 	ec        map[string]string
@@ -166,12 +182,18 @@ type opConfig struct {
 }
 
 func newOpConfig(opts []OpOption) opConfig {
-	if len(opts) == 0 {
-		return opConfig{} // no escaping config on the hot path
-	}
 	var c opConfig
 	for _, o := range opts {
-		o(&c)
+		switch o.kind {
+		case opEC:
+			c.ec = o.ec
+		case opDestEC:
+			c.destEC, c.hasDestEC = o.ec, true
+		case opVersion:
+			c.version = o.version
+		case opSpec:
+			c.spec = o.spec
+		}
 	}
 	return c
 }
@@ -180,22 +202,22 @@ func newOpConfig(opts []OpOption) opConfig {
 // pairs bound to the ciphertext as associated data. Decrypt needs exactly the
 // context that encryption used. For ReEncrypt it is the source context.
 func WithEncryptionContext(ec map[string]string) OpOption {
-	return func(c *opConfig) { c.ec = ec }
+	return OpOption{kind: opEC, ec: ec}
 }
 
 // WithDestinationEncryptionContext sets the context ReEncrypt binds the new
 // blob to. Without it, ReEncrypt keeps the source context.
 func WithDestinationEncryptionContext(ec map[string]string) OpOption {
-	return func(c *opConfig) { c.destEC, c.hasDestEC = ec, true }
+	return OpOption{kind: opDestEC, ec: ec}
 }
 
 // WithVersion makes an encrypting operation use version n, which must be
 // enabled, instead of the current version.
 func WithVersion(n uint32) OpOption {
-	return func(c *opConfig) { c.version = n }
+	return OpOption{kind: opVersion, version: n}
 }
 
 // WithKeySpec selects the size of the data key GenerateDataKey makes.
 func WithKeySpec(s KeySpec) OpOption {
-	return func(c *opConfig) { c.spec = s }
+	return OpOption{kind: opSpec, spec: s}
 }

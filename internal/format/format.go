@@ -8,12 +8,12 @@
 package format
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -79,8 +79,11 @@ func ParseBlob(b []byte) (Blob, error) {
 	return bl, nil
 }
 
-// AppendHeader appends the blob's fixed prefix (the part bound as
-// associated data) to dst.
+// AppendHeader appends the blob's fixed prefix to dst: format, key ID,
+// version and nonce. The blob's associated data is the canonical encoding
+// of its encryption context followed by this prefix (docs/FORMAT.md), so
+// that inside an envelope, where the context comes right before the blob,
+// it is one contiguous run of header bytes.
 func (bl *Blob) AppendHeader(dst []byte) []byte {
 	dst = append(dst, BlobFormat)
 	dst = append(dst, bl.KeyID[:]...)
@@ -98,88 +101,140 @@ func (bl *Blob) Marshal() []byte {
 const (
 	// MaxContextSize bounds the encoded size of an encryption context.
 	MaxContextSize = 8192
+	// minPairSize is the encoded size of the smallest pair: two lengths
+	// and a one-byte key. It bounds the number of pairs a given number of
+	// bytes can hold.
+	minPairSize = 2 + 1 + 2
 )
+
+// CheckContext returns the length of ec's canonical encoding, or an error
+// if ec cannot be encoded: an empty key, a string that is not valid UTF-8,
+// or an encoding over MaxContextSize bytes. The size is checked first, from
+// the lengths alone and stopping at the limit, so an oversized context is
+// rejected without being read, copied or encoded; the cost of the rest is
+// bounded by MaxContextSize.
+func CheckContext(ec map[string]string) (int, error) {
+	if len(ec) > (MaxContextSize-2)/minPairSize {
+		return 0, errContextSize
+	}
+	size := 2
+	for k, v := range ec {
+		if len(k) > MaxContextSize || len(v) > MaxContextSize {
+			return 0, errContextSize
+		}
+		if size += 4 + len(k) + len(v); size > MaxContextSize {
+			return 0, errContextSize
+		}
+	}
+	for k, v := range ec {
+		if k == "" {
+			return 0, errors.New("empty encryption context key")
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return 0, errors.New("encryption context is not valid UTF-8")
+		}
+	}
+	return size, nil
+}
+
+var errContextSize = fmt.Errorf("encryption context exceeds %d bytes", MaxContextSize)
 
 // AppendContext appends the canonical encoding of ec to dst: a 16-bit count,
 // then each pair in ascending byte order of its key as a 16-bit key length,
-// the key, a 16-bit value length and the value. Keys must be non-empty, keys
-// and values valid UTF-8, and the encoding at most MaxContextSize bytes.
+// the key, a 16-bit value length and the value. It fails as CheckContext
+// does, before appending anything.
 func AppendContext(dst []byte, ec map[string]string) ([]byte, error) {
-	keys := make([]string, 0, len(ec))
-	size := 2
-	for k, v := range ec {
-		if k == "" {
-			return nil, errors.New("empty encryption context key")
-		}
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, errors.New("encryption context is not valid UTF-8")
-		}
-		size += 4 + len(k) + len(v)
-		if size > MaxContextSize {
-			return nil, fmt.Errorf("encryption context exceeds %d bytes", MaxContextSize)
-		}
+	size, err := CheckContext(ec)
+	if err != nil {
+		return dst, err
+	}
+	return AppendCheckedContext(dst, ec, size), nil
+}
+
+// AppendCheckedContext appends the encoding of ec, which CheckContext
+// accepted and measured as size bytes, to dst. Up to 8 keys are sorted
+// without allocating.
+func AppendCheckedContext(dst []byte, ec map[string]string, size int) []byte {
+	dst = slices.Grow(dst, size)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(ec)))
+	if len(ec) == 0 {
+		return dst
+	}
+	var small [8]string
+	keys := small[:0]
+	if len(ec) > len(small) {
+		keys = make([]string, 0, len(ec))
+	}
+	for k := range ec {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	dst = slices.Grow(dst, size)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(keys)))
 	for _, k := range keys {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(k)))
 		dst = append(dst, k...)
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(ec[k])))
 		dst = append(dst, ec[k]...)
 	}
-	return dst, nil
-}
-
-// ContextSize returns the length of ec's canonical encoding, for sizing
-// buffers; AppendContext checks the limits.
-func ContextSize(ec map[string]string) int {
-	n := 2
-	for k, v := range ec {
-		n += 4 + len(k) + len(v)
-	}
-	return n
+	return dst
 }
 
 // ParseContext parses exactly one canonical encryption context encoding.
-// An empty context parses as a nil map.
+// An empty context parses as a nil map. Memory use is proportional to
+// len(b), whatever count the encoding claims: the map grows with the pairs
+// actually present, never sized from the count.
 func ParseContext(b []byte) (map[string]string, error) {
+	if err := checkContextEncoding(b); err != nil {
+		return nil, err
+	}
+	c := cursor(b[2:])
+	var ec map[string]string
+	if n := binary.BigEndian.Uint16(b); n > 0 {
+		ec = make(map[string]string)
+	}
+	for len(c) > 0 {
+		k, _ := c.string16()
+		v, _ := c.string16()
+		ec[k] = v
+	}
+	return ec, nil
+}
+
+// checkContextEncoding checks that b is exactly one canonical encryption
+// context encoding, without allocating.
+func checkContextEncoding(b []byte) error {
 	if len(b) > MaxContextSize {
-		return nil, malformed("encryption context exceeds %d bytes", MaxContextSize)
+		return malformed("encryption context exceeds %d bytes", MaxContextSize)
 	}
 	c := cursor(b)
 	n, ok := c.uint16()
 	if !ok {
-		return nil, malformed("truncated encryption context")
+		return malformed("truncated encryption context")
 	}
-	var ec map[string]string
-	if n > 0 {
-		ec = make(map[string]string, n)
+	if int(n) > len(c)/minPairSize {
+		return malformed("encryption context count %d larger than its pairs", n)
 	}
-	prev := ""
+	var prev []byte
 	for i := range int(n) {
-		k, ok1 := c.string16()
-		v, ok2 := c.string16()
+		k, ok1 := c.bytes16()
+		v, ok2 := c.bytes16()
 		if !ok1 || !ok2 {
-			return nil, malformed("truncated encryption context")
+			return malformed("truncated encryption context")
 		}
-		if k == "" {
-			return nil, malformed("empty encryption context key")
+		if len(k) == 0 {
+			return malformed("empty encryption context key")
 		}
-		if i > 0 && strings.Compare(k, prev) <= 0 {
-			return nil, malformed("encryption context keys not in strictly ascending order")
+		if i > 0 && bytes.Compare(k, prev) <= 0 {
+			return malformed("encryption context keys not in strictly ascending order")
 		}
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, malformed("encryption context is not valid UTF-8")
+		if !utf8.Valid(k) || !utf8.Valid(v) {
+			return malformed("encryption context is not valid UTF-8")
 		}
-		ec[k] = v
 		prev = k
 	}
 	if len(c) != 0 {
-		return nil, malformed("trailing bytes after encryption context")
+		return malformed("trailing bytes after encryption context")
 	}
-	return ec, nil
+	return nil
 }
 
 // Envelope header.
@@ -188,17 +243,25 @@ const (
 	Magic = "KMSR"
 	// EnvelopeFormat is the envelope format version.
 	EnvelopeFormat = 0x01
-	// SuiteAES256GCMSHA512 is the only algorithm suite of format 1:
-	// AES-256-GCM payload in 64 KiB segments, SHA-512 key derivation and
-	// key commitment. See docs/FORMAT.md.
-	SuiteAES256GCMSHA512 = 0x01
+	// SuiteAES256GCM and SuiteChaCha20Poly1305 are the algorithm suites of
+	// format 1: the payload AEAD, in 64 KiB segments, under a key derived
+	// with BLAKE2b-512, which also gives the key commitment. See
+	// docs/FORMAT.md.
+	SuiteAES256GCM        = 0x01
+	SuiteChaCha20Poly1305 = 0x02
 	// SaltSize and CommitmentSize are the sizes of the header's salt and
 	// key commitment.
 	SaltSize       = 32
 	CommitmentSize = 32
+	// PrefixSize is the size of the header's first fields, magic, format
+	// and suite, which the key derivation takes as its prefix.
+	PrefixSize = len(Magic) + 1 + 1
+	// SaltOffset and CommitmentOffset locate the salt and the commitment.
+	SaltOffset       = PrefixSize
+	CommitmentOffset = SaltOffset + SaltSize
 	// FixedHeaderSize is the size of the header before its variable part:
 	// magic, format, suite, salt, commitment, context length, blob length.
-	FixedHeaderSize = len(Magic) + 1 + 1 + SaltSize + CommitmentSize + 2 + 2
+	FixedHeaderSize = CommitmentOffset + CommitmentSize + 2 + 2
 )
 
 // Header is a parsed envelope header.
@@ -206,8 +269,10 @@ type Header struct {
 	Suite      byte
 	Salt       [SaltSize]byte
 	Commitment [CommitmentSize]byte
-	// Context is the encryption context; nil when empty.
-	Context map[string]string
+	// Context is the encryption context, nil when empty; ContextBytes is
+	// its canonical encoding, aliasing the parsed input.
+	Context      map[string]string
+	ContextBytes []byte
 	// Blob is the data key blob that wraps the envelope's data key;
 	// BlobBytes is its encoding (aliasing the parsed input). Append
 	// writes Blob.
@@ -215,58 +280,74 @@ type Header struct {
 	BlobBytes []byte
 }
 
-// Append appends the header's encoding to dst.
-func (h *Header) Append(dst []byte) ([]byte, error) {
-	start := len(dst)
+// AppendFixed appends the fixed part of a header to dst: magic, format,
+// suite, a zero salt and commitment for the caller to fill in at
+// SaltOffset and CommitmentOffset, and the lengths of the context
+// encoding and of the blob, which the caller appends next. The lengths
+// must be in range (see ParseHeader).
+func AppendFixed(dst []byte, suite byte, contextLen, blobLen int) []byte {
 	dst = append(dst, Magic...)
-	dst = append(dst, EnvelopeFormat, h.Suite)
-	dst = append(dst, h.Salt[:]...)
-	dst = append(dst, h.Commitment[:]...)
-	lens := len(dst)
-	dst = append(dst, 0, 0, 0, 0)
-	dst, err := AppendContext(dst, h.Context)
+	dst = append(dst, EnvelopeFormat, suite)
+	dst = append(dst, make([]byte, SaltSize+CommitmentSize)...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(contextLen))
+	return binary.BigEndian.AppendUint16(dst, uint16(blobLen))
+}
+
+// Append appends the header's encoding to dst. It fails if the context
+// cannot be encoded.
+func (h *Header) Append(dst []byte) ([]byte, error) {
+	ecLen, err := CheckContext(h.Context)
 	if err != nil {
-		return dst[:start], err
+		return dst, err
 	}
-	ecLen := len(dst) - lens - 4
+	start := len(dst)
+	dst = AppendFixed(dst, h.Suite, ecLen, BlobHeaderSize+len(h.Blob.Sealed))
+	copy(dst[start+SaltOffset:], h.Salt[:])
+	copy(dst[start+CommitmentOffset:], h.Commitment[:])
+	dst = AppendCheckedContext(dst, h.Context, ecLen)
 	dst = h.Blob.AppendHeader(dst)
-	dst = append(dst, h.Blob.Sealed...)
-	binary.BigEndian.PutUint16(dst[lens:], uint16(ecLen))
-	binary.BigEndian.PutUint16(dst[lens+2:], uint16(BlobHeaderSize+len(h.Blob.Sealed)))
-	return dst, nil
+	return append(dst, h.Blob.Sealed...), nil
 }
 
 // ParseHeader parses the header at the start of b and returns it with its
 // length in bytes. The bytes after the header (the payload) are not read.
-func ParseHeader(b []byte) (*Header, int, error) {
+// Nothing is allocated unless the encryption context is not empty.
+func ParseHeader(b []byte) (Header, int, error) {
 	ecLen, blobLen, err := parseFixed(b)
 	if err != nil {
-		return nil, 0, err
+		return Header{}, 0, err
 	}
 	n := FixedHeaderSize + ecLen + blobLen
 	if len(b) < n {
-		return nil, 0, malformed("truncated header")
+		return Header{}, 0, malformed("truncated header")
 	}
-	h, err := parseHeader(b[:n])
-	return h, n, err
+	var h Header
+	if err := parseHeader(&h, b[:n]); err != nil {
+		return Header{}, 0, err
+	}
+	return h, n, nil
 }
 
-// ReadHeader reads exactly one header from r and returns it with its bytes.
-func ReadHeader(r io.Reader) (*Header, []byte, error) {
+// ReadHeader reads exactly one header from r and returns it with its bytes,
+// which it aliases.
+func ReadHeader(r io.Reader) (Header, []byte, error) {
 	buf := make([]byte, FixedHeaderSize)
 	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, nil, readErr(err)
+		return Header{}, nil, readErr(err)
 	}
 	ecLen, blobLen, err := parseFixed(buf)
 	if err != nil {
-		return nil, nil, err
+		return Header{}, nil, err
 	}
 	buf = append(buf, make([]byte, ecLen+blobLen)...)
 	if _, err := io.ReadFull(r, buf[FixedHeaderSize:]); err != nil {
-		return nil, nil, readErr(err)
+		return Header{}, nil, readErr(err)
 	}
-	h, err := parseHeader(buf)
-	return h, buf, err
+	var h Header
+	if err := parseHeader(&h, buf); err != nil {
+		return Header{}, nil, err
+	}
+	return h, buf, nil
 }
 
 func readErr(err error) error {
@@ -294,7 +375,7 @@ func parseFixed(b []byte) (ecLen, blobLen int, err error) {
 	if len(b) < len(Magic)+2 {
 		return 0, 0, malformed("truncated header")
 	}
-	if s := b[len(Magic)+1]; s != SuiteAES256GCMSHA512 {
+	if s := b[len(Magic)+1]; s != SuiteAES256GCM && s != SuiteChaCha20Poly1305 {
 		return 0, 0, malformed("unknown algorithm suite %#02x", s)
 	}
 	if len(b) < FixedHeaderSize {
@@ -312,22 +393,21 @@ func parseFixed(b []byte) (ecLen, blobLen int, err error) {
 }
 
 // parseHeader parses b, which holds exactly one header whose fixed part
-// parseFixed accepted.
-func parseHeader(b []byte) (*Header, error) {
+// parseFixed accepted, into h.
+func parseHeader(h *Header, b []byte) error {
 	ecLen := int(binary.BigEndian.Uint16(b[FixedHeaderSize-4:]))
-	h := &Header{Suite: b[len(Magic)+1]}
-	copy(h.Salt[:], b[len(Magic)+2:])
-	copy(h.Commitment[:], b[len(Magic)+2+SaltSize:])
-	ec, err := ParseContext(b[FixedHeaderSize : FixedHeaderSize+ecLen])
+	h.Suite = b[len(Magic)+1]
+	copy(h.Salt[:], b[SaltOffset:])
+	copy(h.Commitment[:], b[CommitmentOffset:])
+	h.ContextBytes = b[FixedHeaderSize : FixedHeaderSize+ecLen]
+	ec, err := ParseContext(h.ContextBytes)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	h.Context = ec
 	h.BlobBytes = b[FixedHeaderSize+ecLen:]
-	if h.Blob, err = ParseBlob(h.BlobBytes); err != nil {
-		return nil, err
-	}
-	return h, nil
+	h.Blob, err = ParseBlob(h.BlobBytes)
+	return err
 }
 
 // cursor reads big-endian fields from a byte slice.
@@ -342,12 +422,17 @@ func (c *cursor) uint16() (uint16, bool) {
 	return v, true
 }
 
-func (c *cursor) string16() (string, bool) {
+func (c *cursor) bytes16() ([]byte, bool) {
 	n, ok := c.uint16()
 	if !ok || len(*c) < int(n) {
-		return "", false
+		return nil, false
 	}
-	s := string((*c)[:n])
+	b := (*c)[:n]
 	*c = (*c)[n:]
-	return s, true
+	return b, true
+}
+
+func (c *cursor) string16() (string, bool) {
+	b, ok := c.bytes16()
+	return string(b), ok
 }

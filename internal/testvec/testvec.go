@@ -4,8 +4,9 @@
 // A vector file is a text header of "name: value" lines, an empty line, and
 // the vector's bytes (after age's testkit files). Header fields:
 //
-//	expect: success | malformed | decrypt | wrong key | unknown version
-//	encryption context: JSON object (the context to open with)
+//	expect: success | malformed | decrypt | truncated | context mismatch | wrong key | unknown version
+//	encryption context: JSON object (the context to open with; for an
+//	envelope, the context Open is told to expect)
 //	plaintext: hex (success only)
 //	comment: free text
 package testvec
@@ -18,10 +19,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/kmsring/kmsring/envelope"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/memstore"
@@ -30,12 +32,27 @@ import (
 
 // Expectations.
 const (
-	Success        = "success"
-	Malformed      = "malformed"
-	Decrypt        = "decrypt"
-	WrongKey       = "wrong key"
-	UnknownVersion = "unknown version"
+	Success   = "success"
+	Malformed = "malformed"
+	// Decrypt is any authentication failure (keyring.ErrDecrypt);
+	// Truncated and ContextMismatch are the two that envelope names
+	// (envelope.ErrTruncated, envelope.ErrContextMismatch), and they
+	// are ErrDecrypt too.
+	Decrypt         = "decrypt"
+	Truncated       = "truncated"
+	ContextMismatch = "context mismatch"
+	WrongKey        = "wrong key"
+	UnknownVersion  = "unknown version"
 )
+
+var expectations = map[string]error{
+	Malformed:       keyring.ErrMalformed,
+	Decrypt:         keyring.ErrDecrypt,
+	Truncated:       envelope.ErrTruncated,
+	ContextMismatch: envelope.ErrContextMismatch,
+	WrongKey:        keyring.ErrWrongKey,
+	UnknownVersion:  keyring.ErrUnknownVersion,
+}
 
 // Vector is one golden vector.
 type Vector struct {
@@ -97,7 +114,7 @@ func Parse(name string, file []byte) (*Vector, error) {
 			return nil, fmt.Errorf("%s: unknown header %q", name, key)
 		}
 	}
-	if !slices.Contains([]string{Success, Malformed, Decrypt, WrongKey, UnknownVersion}, v.Expect) {
+	if _, ok := expectations[v.Expect]; !ok && v.Expect != Success {
 		return nil, fmt.Errorf("%s: unknown expectation %q", name, v.Expect)
 	}
 	return v, nil
@@ -186,12 +203,7 @@ func LoadKeyring(ctx context.Context, dir string) (*keyring.Keyring, error) {
 // Check asserts that an opening of v returned what v expects.
 func (v *Vector) Check(t testing.TB, pt []byte, err error) {
 	t.Helper()
-	want := map[string]error{
-		Malformed:      keyring.ErrMalformed,
-		Decrypt:        keyring.ErrDecrypt,
-		WrongKey:       keyring.ErrWrongKey,
-		UnknownVersion: keyring.ErrUnknownVersion,
-	}[v.Expect]
+	want := expectations[v.Expect]
 	if v.Expect == Success {
 		require.NoError(t, err, "%s (%s)", v.Name, v.Comment)
 		if len(pt) == 0 {
@@ -201,7 +213,24 @@ func (v *Vector) Check(t testing.TB, pt []byte, err error) {
 		return
 	}
 	require.ErrorIs(t, err, want, "%s (%s)", v.Name, v.Comment)
+	if v.Expect == Truncated || v.Expect == ContextMismatch {
+		require.ErrorIs(t, err, keyring.ErrDecrypt, "%s: %s is a decryption failure too", v.Name, v.Expect)
+	}
 	require.Nil(t, pt, "%s: no plaintext on failure", v.Name)
+}
+
+// Allocated returns the bytes f allocates per call, averaged over 100
+// calls so that an allocation elsewhere in the process hardly counts: for
+// tests that bound memory by the input.
+func Allocated(f func()) uint64 {
+	const runs = 100
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / runs
 }
 
 // Seed adds the data of every vector in dir to f's seed corpus, failing if
