@@ -38,11 +38,14 @@ func defaultPath(name string) (string, error) {
 }
 
 // emptyStore reports whether err says the default store does not exist
-// yet, which reading commands answer as an empty store (as aws kms answers
-// a new account). A store named with --store or KMSRING_STORE that does not
-// exist is a mistake (a typo, a wrong directory), not an empty store: they
-// fail with err rather than answer "no keys" or "verified".
-func (a *app) emptyStore(err error) bool { return errors.Is(err, errNoStore) && a.defaultStore }
+// yet, or that a PostgreSQL database holds no keys, which reading commands
+// answer as an empty store (as aws kms answers a new account). A file named
+// with --store or KMSRING_STORE that does not exist is a mistake (a typo, a
+// wrong directory), not an empty store: they fail with err rather than
+// answer "no keys" or "verified".
+func (a *app) emptyStore(err error) bool {
+	return errors.Is(err, errNoStore) && (a.defaultStore || isPostgres(a.storeURL))
+}
 
 // errNoStore reports that the embedded store file does not exist yet. The
 // commands that read treat it as an empty store, without creating it.
