@@ -74,8 +74,8 @@ func (k *Keyring) sealInto(v *version, blob, plaintext, nonce, ad []byte) error 
 	return nil
 }
 
-// GenerateDataKey returns a fresh random data key (32 bytes, or 16 with
-// WithKeySpec(AES128)) and its blob under the current version, or the
+// GenerateDataKey returns a fresh random data key (32 bytes, 16 with
+// WithKeySpec(AES128), or n with WithNumberOfBytes(n)) and its blob under the current version, or the
 // version WithVersion names. Call DataKey.Destroy when done with it.
 func (k *Keyring) GenerateDataKey(ctx context.Context, opts ...OpOption) (*DataKey, error) {
 	return k.generateDataKey(ctx, OpGenerateDataKey, opts)
@@ -84,6 +84,14 @@ func (k *Keyring) GenerateDataKey(ctx context.Context, opts ...OpOption) (*DataK
 func (k *Keyring) generateDataKey(ctx context.Context, op Operation, opts []OpOption) (*DataKey, error) {
 	c := newOpConfig(opts)
 	e := AuditEvent{Operation: op, Version: c.version, EncryptionContext: c.ec}
+	size := c.spec.size()
+	if c.size != 0 {
+		size = c.size
+	}
+	if size < 1 || size > MaxDataKeySize {
+		e.Err = fmt.Errorf("%w: a data key of %d bytes (want 1 to %d)", ErrInvalidArgument, size, MaxDataKeySize)
+		return nil, k.audit(ctx, e)
+	}
 	ecLen, err := checkContext(c.ec)
 	if err != nil {
 		e.Err = err
@@ -97,7 +105,6 @@ func (k *Keyring) generateDataKey(ctx context.Context, op Operation, opts []OpOp
 	e.Version = v.Number
 	// One allocation holds the data key, its blob and, past them, the
 	// associated data; one random read gives the key and the nonce.
-	size := c.spec.size()
 	n := format.BlobHeaderSize + size + format.BlobTagSize
 	buf := make([]byte, size+n, size+n+max(ecLen+format.BlobHeaderSize, size+format.BlobNonceSize))
 	scratch := buf[size+n : size+n+size+format.BlobNonceSize]

@@ -215,3 +215,23 @@ func TestAliasSyntax(t *testing.T) {
 	}
 	require.NoError(t, k.AddAlias(ctx, "alias/team/orders_v2-x"))
 }
+
+func TestNumberOfBytes(t *testing.T) {
+	ctx := t.Context()
+	k, _ := newKey(t)
+	for _, n := range []int{1, 16, 64, keyring.MaxDataKeySize} {
+		dk, err := k.GenerateDataKey(ctx, keyring.WithNumberOfBytes(n))
+		require.NoError(t, err)
+		assert.Len(t, dk.Plaintext, n)
+		pt, err := k.Decrypt(ctx, dk.Ciphertext)
+		require.NoError(t, err)
+		assert.Equal(t, dk.Plaintext, pt)
+	}
+	for _, n := range []int{-1, keyring.MaxDataKeySize + 1} {
+		_, err := k.GenerateDataKey(ctx, keyring.WithNumberOfBytes(n))
+		require.ErrorIs(t, err, keyring.ErrInvalidArgument, "%d bytes", n)
+	}
+	dk, err := k.GenerateDataKey(ctx, keyring.WithNumberOfBytes(64), keyring.WithKeySpec(keyring.AES128))
+	require.NoError(t, err)
+	assert.Len(t, dk.Plaintext, 16, "the last option given wins")
+}

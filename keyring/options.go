@@ -161,6 +161,7 @@ type OpOption struct {
 	ec      map[string]string
 	version uint32
 	spec    KeySpec
+	size    int
 }
 
 type opKind uint8
@@ -171,6 +172,7 @@ const (
 	opDestEC
 	opVersion
 	opSpec
+	opSize
 )
 
 type opConfig struct {
@@ -179,6 +181,7 @@ type opConfig struct {
 	hasDestEC bool
 	version   uint32
 	spec      KeySpec
+	size      int // 0: spec's size
 }
 
 func newOpConfig(opts []OpOption) opConfig {
@@ -192,7 +195,9 @@ func newOpConfig(opts []OpOption) opConfig {
 		case opVersion:
 			c.version = o.version
 		case opSpec:
-			c.spec = o.spec
+			c.spec, c.size = o.spec, 0
+		case opSize:
+			c.size = o.size
 		}
 	}
 	return c
@@ -220,4 +225,16 @@ func WithVersion(n uint32) OpOption {
 // WithKeySpec selects the size of the data key GenerateDataKey makes.
 func WithKeySpec(s KeySpec) OpOption {
 	return OpOption{kind: opSpec, spec: s}
+}
+
+// MaxDataKeySize is the largest data key WithNumberOfBytes asks for, as AWS
+// KMS's NumberOfBytes allows.
+const MaxDataKeySize = 1024
+
+// WithNumberOfBytes makes GenerateDataKey return a data key of n bytes (1
+// to MaxDataKeySize) instead of a KeySpec's size, as AWS KMS's
+// NumberOfBytes does: for keys of other algorithms, or secrets to wrap.
+// The last of WithKeySpec and WithNumberOfBytes given wins.
+func WithNumberOfBytes(n int) OpOption {
+	return OpOption{kind: opSize, size: n}
 }

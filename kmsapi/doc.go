@@ -97,9 +97,7 @@
 // Only symmetric encryption keys (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT,
 // origin AWS_KMS) exist. There are no grants (GrantTokens are ignored), no
 // tags (CreateKey with Tags is refused), no multi-Region keys, custom key
-// stores, imported material or Nitro Enclaves recipients. GenerateDataKey
-// with a NumberOfBytes other than 16 or 32 returns random bytes encrypted
-// under the key (audited as Encrypt). UpdateAlias updates two records, one
+// stores, imported material or Nitro Enclaves recipients. UpdateAlias updates two records, one
 // after the other. ListKeys also lists deleted keys (tombstones).
 // RotateKeyOnDemand has no lifetime limit. Every unsupported operation,
 // including ones AWS KMS does not have, is answered with

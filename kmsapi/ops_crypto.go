@@ -248,35 +248,17 @@ func (h *Handler) dataKey(ctx context.Context, c *caller, in *generateDataKeyInp
 	if err != nil {
 		return nil, err
 	}
-	ec := keyring.WithEncryptionContext(in.EncryptionContext)
-	var out generateDataKeyOutput
-	if size == 16 || size == 32 {
-		spec := keyring.AES256
-		if size == 16 {
-			spec = keyring.AES128
-		}
-		var dk *keyring.DataKey
-		if withPlaintext {
-			dk, err = e.k.GenerateDataKey(ctx, ec, keyring.WithKeySpec(spec))
-		} else {
-			dk, err = e.k.GenerateDataKeyWithoutPlaintext(ctx, ec, keyring.WithKeySpec(spec))
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = generateDataKeyOutput{dk.Ciphertext, dk.Plaintext, e.arn}
+	ec, n := keyring.WithEncryptionContext(in.EncryptionContext), keyring.WithNumberOfBytes(size)
+	var dk *keyring.DataKey
+	if withPlaintext {
+		dk, err = e.k.GenerateDataKey(ctx, ec, n)
 	} else {
-		// The library makes 16- and 32-byte data keys; other sizes are
-		// random bytes encrypted under the key (audited as Encrypt).
-		pt := make([]byte, size)
-		rand.Read(pt)
-		blob, err := e.k.Encrypt(ctx, pt, ec)
-		if err != nil {
-			clear(pt)
-			return nil, err
-		}
-		out = generateDataKeyOutput{blob, pt, e.arn}
+		dk, err = e.k.GenerateDataKeyWithoutPlaintext(ctx, ec, n)
 	}
+	if err != nil {
+		return nil, err
+	}
+	out := generateDataKeyOutput{dk.Ciphertext, dk.Plaintext, e.arn}
 	if !withPlaintext {
 		out.wipe()
 		out.Plaintext = nil

@@ -51,22 +51,19 @@ system that will decrypt it later.`
 		c.Example = `  kmsring generate-data-key-without-plaintext --key-id alias/orders`
 	}
 	c.Flags().StringVar(&spec, "key-spec", "AES_256", "data key size: AES_256 or AES_128")
-	c.Flags().IntVar(&nbytes, "number-of-bytes", 0, "data key size in bytes, 32 or 16 (instead of --key-spec)")
+	c.Flags().IntVar(&nbytes, "number-of-bytes", 0, "data key size in bytes, 1 to 1024 (instead of --key-spec)")
 	c.MarkFlagsMutuallyExclusive("key-spec", "number-of-bytes")
 	c.Flags().StringVar(&ecArg, "encryption-context", "", contextUsage)
 	c.RegisterFlagCompletionFunc("key-spec", cobra.FixedCompletions([]string{"AES_256", "AES_128"}, cobra.ShellCompDirectiveNoFileComp))
 	var ks keyring.KeySpec
 	var ec map[string]string
 	c.PreRunE = func(cmd *cobra.Command, _ []string) (err error) {
+		ec, err = parseContext(ecArg)
 		if cmd.Flags().Changed("number-of-bytes") {
-			switch nbytes {
-			case 32:
-				spec = "AES_256"
-			case 16:
-				spec = "AES_128"
-			default:
-				return usageError("--number-of-bytes must be 32 or 16, not %d", nbytes)
+			if nbytes < 1 || nbytes > keyring.MaxDataKeySize {
+				return usageError("--number-of-bytes must be 1 to %d, not %d", keyring.MaxDataKeySize, nbytes)
 			}
+			return err
 		}
 		switch spec {
 		case "AES_256":
@@ -81,6 +78,9 @@ system that will decrypt it later.`
 	}
 	return a.keyCommand(string(op), c, func(ctx context.Context, k *keyring.Keyring) (any, error) {
 		opts := []keyring.OpOption{keyring.WithKeySpec(ks), keyring.WithEncryptionContext(ec)}
+		if nbytes > 0 {
+			opts = append(opts, keyring.WithNumberOfBytes(nbytes))
+		}
 		if op == keyring.OpGenerateDataKeyWithoutPlaintext {
 			dk, err := k.GenerateDataKeyWithoutPlaintext(ctx, opts...)
 			if err != nil {
