@@ -176,6 +176,9 @@ func loadAccessKey(ctx context.Context, st store.Store, rk tink.AEAD, id string)
 		return nil, fmt.Errorf("kmsapi: load access key %s: %w", id, err)
 	}
 	var doc accessKeyDoc
+	if len(rec.Data) > maxAccessKeyRecord {
+		return nil, fmt.Errorf("kmsapi: corrupt access key record %s (%d bytes)", id, len(rec.Data))
+	}
 	if err := json.Unmarshal(rec.Data, &doc); err != nil || doc.Format != accessKeyFormat || rec.KeyID != accessKeyRecordPrefix+id {
 		return nil, fmt.Errorf("kmsapi: corrupt access key record %s", id)
 	}
@@ -195,6 +198,11 @@ type accessKeys struct {
 	mu    sync.RWMutex
 	cache map[string]*AccessKey
 }
+
+// maxAccessKeyRecord bounds an access key record read from the store
+// (a few hundred bytes; a remote root key's ciphertext included), checked
+// before it is parsed.
+const maxAccessKeyRecord = 16 << 10
 
 // maxCachedAccessKeys bounds the cache; it is emptied when full.
 const maxCachedAccessKeys = 10000
