@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kmsring/kmsring/store"
@@ -63,7 +64,8 @@ func (k *Keyring) apply(ctx context.Context, rec store.Record) error {
 			return gerr
 		}
 		if again.Revision == rec.Revision || attempt == maxLoadAttempts {
-			return tampered(k.bid, "%v", err)
+			detail := strings.TrimPrefix(err.Error(), errRace.Error()+": ")
+			return tampered(k.bid, "its version records do not match its key record (%s)", detail)
 		}
 		rec = again
 	}
@@ -114,7 +116,7 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 		chain = append(chain, d)
 	}
 	if len(chain) != int(doc.Current) || d != doc.Versions {
-		return fmt.Errorf("%w: %d versions with digest %x, the key record says %d with %x", errRace, len(chain), d[:4], doc.Current, doc.Versions[:4])
+		return fmt.Errorf("%w: %d versions with digest %x..., where the key record says %d with %x...", errRace, len(chain), d[:4], doc.Current, doc.Versions[:4])
 	}
 	vs := make([]*version, after, len(chain))
 	copy(vs, have)

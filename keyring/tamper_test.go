@@ -100,6 +100,7 @@ func version(t *testing.T, st store.Store, id string, n uint32) store.Version {
 
 func requireTampered(t *testing.T, err error, id, what string) {
 	t.Helper()
+	t.Logf("%s: %v", what, err)
 	require.ErrorIs(t, err, keyring.ErrTampered, what)
 	assert.Contains(t, err.Error(), id, "the error names the key")
 }
