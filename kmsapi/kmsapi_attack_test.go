@@ -3,9 +3,13 @@ package kmsapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kmsring/kmsring/audit"
 	"github.com/kmsring/kmsring/internal/pgtest"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
@@ -386,4 +391,68 @@ func TestAttackRevokedPolicyStaysInForce(t *testing.T) {
 	e.clk.Advance(10 * DefaultRefreshInterval)
 	code, out := e.alice.raw("Decrypt", obj{"CiphertextBlob": blob})
 	assert.NotEqual(t, http.StatusOK, code, "alice's grant was revoked and the key disabled: %v", out)
+}
+
+// TestAttackEndpointPrintsNoSecrets: the handler, access keys (alone, in
+// slices, maps and structs), the handler's log of internal failures and
+// the audit log's slog records print no access key secret, root key or
+// plaintext. *Handler has no Format method: with %s, %q, %t or %c, fmt
+// prints the pointers it cannot format by their contents (its bad-verb
+// path), one level down, so the local root key's raw 32 bytes (inside the
+// XChaCha20-Poly1305 value the root key holds) and the cached SigV4
+// signing keys (enough to sign any request for that access key for the
+// day) are printed. DESIGN.md: no key material in any fmt verb of any
+// value the library returns, root keys included.
+func TestAttackEndpointPrintsNoSecrets(t *testing.T) {
+	ctx := context.Background()
+	rootBytes := make([]byte, keyring.RootKeySize)
+	rand.Read(rootBytes)
+	rk, err := keyring.NewRootKey(rootBytes)
+	require.NoError(t, err)
+	e := newEnv(t)
+	e.rk = rk
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	al := audit.New(audit.WithSlog(logger))
+	defer al.Close()
+	e.h = e.handler(WithLogger(logger), WithAuditor(al))
+	admin := e.client(e.h, "root", true)
+	ak, err := CreateAccessKey(ctx, e.st, rk, "bob", false)
+	require.NoError(t, err)
+
+	id, _ := admin.createKey(obj{})
+	pt := []byte("the plaintext no log may hold!")
+	blob := admin.do("Encrypt", obj{"KeyId": id, "Plaintext": b64(pt)})["CiphertextBlob"]
+	admin.do("Decrypt", obj{"CiphertextBlob": blob})
+	dk := admin.do("GenerateDataKey", obj{"KeyId": id, "KeySpec": "AES_256"})
+	dkPlain := unb64(t, dk["Plaintext"])
+	// An internal failure: the key's record tampered with, seen by a
+	// fresh handler.
+	rec, err := e.st.Get(ctx, id)
+	require.NoError(t, err)
+	rec.Data[5] ^= 1
+	_, err = e.st.Update(ctx, rec, nil)
+	require.NoError(t, err)
+	admin.via(e.handler(WithLogger(logger), WithAuditor(al))).fail("Decrypt", obj{"CiphertextBlob": blob}, "KMSInternalException")
+	require.NoError(t, al.Close())
+
+	var out bytes.Buffer
+	for _, v := range []any{e.h, ak, &ak, []AccessKey{ak}, map[string]AccessKey{"k": ak}, struct{ K AccessKey }{ak}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
+			fmt.Fprintf(&out, verb+"\n", v)
+		}
+		slog.New(slog.NewTextHandler(&out, nil)).Info("v", "v", v)
+		slog.New(slog.NewJSONHandler(&out, nil)).Info("v", "v", v)
+		b, _ := json.Marshal(v)
+		out.Write(b)
+	}
+	out.Write(logs.Bytes())
+	text := out.String()
+	signingKey := deriveSigningKey(admin.s.secret, testNow.Format(scopeDateLayout), "us-east-1", "kms")
+	for name, s := range map[string][]byte{"access key secret": []byte(ak.SecretAccessKey()), "admin secret": []byte(admin.s.secret),
+		"admin's SigV4 signing key for the day": signingKey, "root key": rootBytes, "plaintext": pt, "data key": dkPlain} {
+		for _, f := range []string{string(s), hex.EncodeToString(s), base64.StdEncoding.EncodeToString(s), strings.Trim(fmt.Sprint(s), "[]")} {
+			assert.NotContains(t, text, f, "the %s is printed", name)
+		}
+	}
 }
