@@ -126,6 +126,16 @@ func TestAttackJunkVersionsBeyondCurrentAreReadOnEveryLoad(t *testing.T) {
 	alloc := after.TotalAlloc - before.TotalAlloc
 	t.Logf("Load allocated %d MiB with 64 MiB of junk version entries beyond the current version", alloc>>20)
 	assert.Less(t, alloc, uint64(8<<20), "Load must not read what lies beyond the current version (it allocated %d MiB)", alloc>>20)
+
+	// And again on every reload after any change made with the root key.
+	require.NoError(t, k.SetDescription(ctx, "moved the revision"))
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	require.NoError(t, l.Refresh(ctx))
+	runtime.ReadMemStats(&after)
+	alloc = after.TotalAlloc - before.TotalAlloc
+	t.Logf("Refresh after a description change allocated %d MiB", alloc>>20)
+	assert.Less(t, alloc, uint64(8<<20), "Refresh must not read what lies beyond the current version (it allocated %d MiB)", alloc>>20)
 }
 
 // TestAttackForgedVersionNumbersDoNotHammerStore: blobs naming versions
