@@ -37,6 +37,9 @@ func (k *Keyring) usable(v *version) error {
 // encryptingVersion returns version n, or the current version if n is 0,
 // if it may encrypt.
 func (k *Keyring) encryptingVersion(ctx context.Context, n uint32) (*version, error) {
+	if k.rolledBack.Load() {
+		return nil, fmt.Errorf("%w: key %s: the store went back to an older or another state than this process saw; not encrypting until it moves past it (restart the process after restoring a backup)", ErrTampered, k.id)
+	}
 	var v *version
 	if n == 0 {
 		k.mu.RLock()

@@ -108,6 +108,11 @@ type Keyring struct {
 	versions []*version    // versions[i] has number i+1
 	chain    []digest      // chain[i] is the digest of versions 1..i+1
 	state    atomic.Uint32 // doc's KeyState, for the hot path
+	// rolledBack is set when the store was found holding an older or a
+	// forked record than this handle has seen, and cleared when a newer
+	// one is installed: meanwhile the handle does not encrypt, since the
+	// store may no longer hold the version it would encrypt under.
+	rolledBack atomic.Bool
 
 	reloadMu   sync.Mutex // one unknown-version reload at a time
 	lastReload time.Time
@@ -159,7 +164,7 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	k := newKeyring(u, c, sk)
 	now := k.now()
 	doc := keyDoc{
-		Format: recordFormat, CreatedAt: now, Current: 1, State: KeyEnabled.String(),
+		Format: recordFormat, Seq: 1, CreatedAt: now, Current: 1, State: KeyEnabled.String(),
 		Description: c.description, Policy: c.policy, Aliases: sortedAliases(c.aliases),
 	}
 	if c.period > 0 {

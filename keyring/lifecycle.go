@@ -41,6 +41,9 @@ func (k *Keyring) changeVersion(ctx context.Context, op Operation, n uint32, fn 
 		if err := k.changeable(doc); err != nil {
 			return nil, err
 		}
+		if int(n) > len(vs) {
+			return nil, fmt.Errorf("%w: key %s has no version %d", ErrUnknownVersion, k.id, n)
+		}
 		v := vs[n-1]
 		out = v.Version
 		state, at, err := fn(v, n == doc.Current, now)

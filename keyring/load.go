@@ -39,6 +39,15 @@ func (k *Keyring) get(ctx context.Context) (store.Record, error) {
 	return rec, nil
 }
 
+// readVersions returns the versions of keyID numbered after+1 through
+// through, from stores that can read a range, or after+1 on otherwise.
+func readVersions(ctx context.Context, st store.Store, keyID string, after, through uint32) ([]store.Version, error) {
+	if vr, ok := st.(store.VersionRanger); ok {
+		return vr.VersionRange(ctx, keyID, after, through)
+	}
+	return st.Versions(ctx, keyID, after)
+}
+
 // errRace reports versions that do not match the record read before them
 // because a writer changed the key in between.
 var errRace = errors.New("keyring: key changed while loading")
@@ -80,10 +89,29 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 		return tampered(k.bid, "the store lists aliases %q, the key record %q", rec.Aliases, doc.Aliases)
 	}
 	k.mu.RLock()
-	have, haveChain, haveDoc, haveRev := k.versions, k.chain, k.doc, k.rec.Revision
+	have, haveChain, haveDoc, haveData := k.versions, k.chain, k.doc, k.rec.Data
 	k.mu.RUnlock()
-	if have != nil && rec.Revision <= haveRev {
-		return nil
+	// The store's revision is not authenticated; the record's change count
+	// is. A record older than one this handle has seen is a rollback (a
+	// restored backup, a replayed record), and another record with the
+	// same count a forked history: both refused. The same record again
+	// only brings the store's current revision, for the next update.
+	if have != nil {
+		switch {
+		case doc.Seq < haveDoc.Seq:
+			k.rolledBack.Store(true)
+			return tampered(k.bid, "the store holds change %d of the key, older than change %d this process has seen (rolled back: a restored backup or a replayed record); this handle stops encrypting until it sees a newer change", doc.Seq, haveDoc.Seq)
+		case doc.Seq == haveDoc.Seq && !bytes.Equal(rec.Data, haveData):
+			k.rolledBack.Store(true)
+			return tampered(k.bid, "the store holds another change %d of the key than the one this process has seen (a forked history: a restored backup, changed since); this handle stops encrypting until it sees a newer change", doc.Seq)
+		case doc.Seq == haveDoc.Seq:
+			k.mu.Lock()
+			if k.doc.Seq == doc.Seq {
+				k.rec = rec
+			}
+			k.mu.Unlock()
+			return nil
+		}
 	}
 	// Fetch only new versions when no existing one has changed: the
 	// handle's versions 1..len(have) were authenticated before.
@@ -91,7 +119,7 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 	if have != nil && doc.StateChanges == haveDoc.StateChanges && len(have) <= int(doc.Current) {
 		after = len(have)
 	}
-	svs, err := k.st.Versions(ctx, k.id, uint32(after))
+	svs, err := readVersions(ctx, k.st, k.id, uint32(after), doc.Current)
 	if err != nil {
 		return fmt.Errorf("keyring: load versions of %s: %w", k.id, err)
 	}
@@ -137,7 +165,7 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 		return err
 	}
 	k.mu.Lock()
-	if k.versions != nil && rec.Revision <= k.rec.Revision {
+	if k.versions != nil && doc.Seq <= k.doc.Seq {
 		k.mu.Unlock()
 		return nil
 	}
@@ -161,6 +189,7 @@ func (k *Keyring) install(rec store.Record, doc keyDoc, vs []*version, chain []d
 func (k *Keyring) installLocked(rec store.Record, doc keyDoc, vs []*version, chain []digest) {
 	k.rec, k.doc, k.versions, k.chain = rec, doc, vs, chain
 	k.state.Store(uint32(doc.keyState()))
+	k.rolledBack.Store(false)
 }
 
 func (k *Keyring) decodeVersion(sv store.Version) (*version, error) {

@@ -46,6 +46,7 @@ func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases 
 		}
 		doc.Aliases = sortedAliases(rec.Aliases)
 		rec.Aliases = doc.Aliases
+		doc.Seq++
 		rec.Data = doc.seal(k.sk, k.bid)
 		svs := make([]store.Version, len(put))
 		for i, v := range put {
@@ -63,9 +64,9 @@ func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases 
 		}
 		k.mu.Lock()
 		changed := false
-		if newRec.Revision > k.rec.Revision {
+		if doc.Seq > k.doc.Seq {
 			changed = scheduleChanged(&k.doc, &doc)
-			// k.versions is still vs: its revision has not moved. Appends
+			// k.versions is still vs: no newer change was installed. Appends
 			// share the backing arrays (readers never look past their own
 			// length, and only the writer whose update won writes, under
 			// the lock); a replacement copies them.

@@ -83,9 +83,11 @@ func TestAttackRevisionBumpFreezesReplica(t *testing.T) {
 
 // TestAttackRestoredBackupFreezesReplica: the same without malice. The
 // database is restored from a backup taken before a rotation that a
-// running replica has seen (the documented, undetectable rollback). The
-// operator then disables the key: the new, authentic record carries a
-// revision the replica has already passed, so the replica never sees it.
+// running replica has seen. The operator then disables the key. The
+// replica must neither ignore that nor go on encrypting under version 2,
+// which the restored store no longer has: it refuses the forked history
+// (ErrTampered) and stops encrypting until the store moves past what it saw;
+// a restarted process follows the store.
 func TestAttackRestoredBackupFreezesReplica(t *testing.T) {
 	ctx := context.Background()
 	replicaStore, adminStore, db := pgAttack(t)
@@ -114,10 +116,22 @@ func TestAttackRestoredBackupFreezesReplica(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, restored.DisableKey(ctx))
 
-	require.NoError(t, replica.Refresh(ctx))
-	assert.Equal(t, keyring.KeyDisabled, replica.KeyState(), "the replica must see the key disabled after the restore")
+	err = replica.Refresh(ctx)
+	require.ErrorIs(t, err, keyring.ErrTampered, "the replica notices the store's history forked")
+	t.Log(err)
 	_, err = replica.Encrypt(ctx, []byte("x"))
-	assert.ErrorIs(t, err, keyring.ErrKeyDisabled, "a disabled key must not encrypt (the replica still seals under version 2, which the store no longer has)")
+	require.ErrorIs(t, err, keyring.ErrTampered, "and does not encrypt under version 2, which the store no longer has")
+
+	restarted, err := keyring.Load(ctx, replicaStore, k.ID(), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	assert.Equal(t, keyring.KeyDisabled, restarted.KeyState(), "a restarted process follows the restored store")
+
+	// Once the restored history moves past what the replica saw, it follows.
+	require.NoError(t, restored.EnableKey(ctx))
+	require.NoError(t, replica.Refresh(ctx))
+	assert.Equal(t, uint32(1), replica.CurrentVersion())
+	_, err = replica.Encrypt(ctx, []byte("x"))
+	require.NoError(t, err)
 }
 
 // TestAttackPgAliasIndexRedirect: the alias index (kmsring_aliases) and the

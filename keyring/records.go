@@ -45,7 +45,11 @@ const (
 )
 
 type keyDoc struct {
-	Format         int           `json:"format"`
+	Format int `json:"format"`
+	// Seq counts the changes to the key: 1 at creation, one more with
+	// every update. Authenticated, unlike the store's revision, it orders
+	// records: a handle never installs an older one than it has seen.
+	Seq            uint64        `json:"seq"`
 	CreatedAt      time.Time     `json:"created_at"`
 	Current        uint32        `json:"current_version"`
 	RotationPeriod time.Duration `json:"rotation_period_ns,omitempty"`

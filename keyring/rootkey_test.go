@@ -22,6 +22,11 @@ import (
 // store.
 type durable struct{ store.Store }
 
+// VersionRange passes the wrapped store's range reads through.
+func (d durable) VersionRange(ctx context.Context, keyID string, after, through uint32) ([]store.Version, error) {
+	return d.Store.(store.VersionRanger).VersionRange(ctx, keyID, after, through)
+}
+
 // the cheapest argon2id parameters allowed, for tests; production uses the
 // defaults.
 var testArgon2 = keyring.Argon2Params{Time: keyring.MinArgon2Time, Memory: keyring.MinArgon2Memory, Threads: 1}

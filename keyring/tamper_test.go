@@ -301,9 +301,10 @@ func TestDeletedStoreKeyFailsLoad(t *testing.T) {
 }
 
 // TestWholeRecordReplayIsNotDetected documents the limit stated in
-// ErrTampered's doc and docs/FORMAT.md: a whole, older, authentic key record
-// (with its versions) is indistinguishable from the current one without an
-// external counter.
+// docs/FORMAT.md: a whole, older, authentic key record (with its versions)
+// is indistinguishable from the current one to a process that never saw a
+// newer one. A process that did (its change count is authenticated) refuses
+// it and stops encrypting.
 func TestWholeRecordReplayIsNotDetected(t *testing.T) {
 	ctx := t.Context()
 	st := durable{memstore.New()}
@@ -318,6 +319,19 @@ func TestWholeRecordReplayIsNotDetected(t *testing.T) {
 	l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
 	require.NoError(t, err, "replaying a whole older record is out of reach without an external counter")
 	assert.Equal(t, uint32(1), l.CurrentVersion())
+
+	requireTampered(t, k.Refresh(ctx), k.ID(), "a handle that saw change 2 refuses change 1")
+	_, err = k.GenerateDataKey(ctx)
+	require.ErrorIs(t, err, keyring.ErrTampered, "and stops encrypting")
+	_, err = k.Decrypt(ctx, blobOf(t, l))
+	require.NoError(t, err, "decrypting under versions it authenticated goes on")
+}
+
+func blobOf(t *testing.T, k *keyring.Keyring) []byte {
+	t.Helper()
+	b, err := k.Encrypt(t.Context(), []byte("x"))
+	require.NoError(t, err)
+	return b
 }
 
 // TestTamperedLoadIsBounded: a record claiming 2^32-1 versions costs what

@@ -105,6 +105,18 @@ type Store interface {
 	List(ctx context.Context) ([]string, error)
 }
 
+// VersionRanger is implemented by stores that can read a bounded range of
+// a key's versions. A keyring reads versions only up to the current version
+// its authenticated record names: entries beyond it (a concurrent
+// rotation's, or junk someone who can write the store added) are then never
+// read, however large. All the stores in this module implement it.
+type VersionRanger interface {
+	// VersionRange returns the versions of keyID numbered after+1 through
+	// through, in ascending order of number, or ErrNotFound if there is
+	// no such key.
+	VersionRange(ctx context.Context, keyID string, after, through uint32) ([]Version, error)
+}
+
 // Volatile is implemented by stores whose contents end with the process,
 // such as memstore. A keyring created or loaded without an explicit root key
 // uses a random root key held in process memory, and accepts only a

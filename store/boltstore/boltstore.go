@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -39,8 +40,9 @@ import (
 )
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.AuditLog = (*Store)(nil)
+	_ store.Store         = (*Store)(nil)
+	_ store.AuditLog      = (*Store)(nil)
+	_ store.VersionRanger = (*Store)(nil)
 )
 
 var (
@@ -461,7 +463,12 @@ func (s *Store) Get(ctx context.Context, idOrAlias string) (rec store.Record, er
 }
 
 // Versions implements [store.Store].
-func (s *Store) Versions(ctx context.Context, keyID string, after uint32) (out []store.Version, err error) {
+func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]store.Version, error) {
+	return s.VersionRange(ctx, keyID, after, math.MaxUint32)
+}
+
+// VersionRange implements [store.VersionRanger].
+func (s *Store) VersionRange(ctx context.Context, keyID string, after, through uint32) (out []store.Version, err error) {
 	err = s.do(ctx, false, func(tx *bolt.Tx) error {
 		vb := tx.Bucket(bucketVersions).Bucket([]byte(keyID))
 		if vb == nil {
@@ -475,6 +482,9 @@ func (s *Store) Versions(ctx context.Context, keyID string, after uint32) (out [
 			n := binary.BigEndian.Uint32(k)
 			if n <= after { // after+1 overflowed
 				continue
+			}
+			if n > through {
+				break
 			}
 			out = append(out, store.Version{Number: n, Data: bytes.Clone(v)})
 		}

@@ -8,6 +8,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -16,8 +17,9 @@ import (
 )
 
 var (
-	_ store.Volatile = (*Store)(nil)
-	_ store.AuditLog = (*Store)(nil)
+	_ store.Volatile      = (*Store)(nil)
+	_ store.AuditLog      = (*Store)(nil)
+	_ store.VersionRanger = (*Store)(nil)
 )
 
 // Store is an in-memory store. The zero value is not usable; call New.
@@ -107,6 +109,11 @@ func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error)
 
 // Versions implements [store.Store].
 func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]store.Version, error) {
+	return s.VersionRange(ctx, keyID, after, math.MaxUint32)
+}
+
+// VersionRange implements [store.VersionRanger].
+func (s *Store) VersionRange(ctx context.Context, keyID string, after, through uint32) ([]store.Version, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -116,9 +123,9 @@ func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]sto
 	if !ok {
 		return nil, fmt.Errorf("memstore: %s: %w", keyID, store.ErrNotFound)
 	}
-	out := make([]store.Version, 0, len(vs))
+	var out []store.Version
 	for n, d := range vs {
-		if n > after {
+		if n > after && n <= through {
 			out = append(out, store.Version{Number: n, Data: slices.Clone(d)})
 		}
 	}

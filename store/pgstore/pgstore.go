@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,9 +51,10 @@ import (
 )
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Notifier = (*Store)(nil)
-	_ store.AuditLog = (*Store)(nil)
+	_ store.Store         = (*Store)(nil)
+	_ store.Notifier      = (*Store)(nil)
+	_ store.AuditLog      = (*Store)(nil)
+	_ store.VersionRanger = (*Store)(nil)
 )
 
 // ErrSchemaVersion reports a database whose kmsring schema is newer than
@@ -370,13 +372,18 @@ func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error)
 
 // Versions implements [store.Store].
 func (s *Store) Versions(ctx context.Context, keyID string, after uint32) ([]store.Version, error) {
+	return s.VersionRange(ctx, keyID, after, math.MaxUint32)
+}
+
+// VersionRange implements [store.VersionRanger].
+func (s *Store) VersionRange(ctx context.Context, keyID string, after, through uint32) ([]store.Version, error) {
 	var out []store.Version
 	err := s.run(ctx, true, func() error {
 		// One round trip: the key's row joined to its versions after
 		// `after`; no row means no key, a NULL number means no versions.
 		rows, err := s.pool.Query(ctx, `SELECT v.number, v.data FROM kmsring_keys k
-			LEFT JOIN kmsring_versions v ON v.key_id = k.key_id AND v.number > $2
-			WHERE k.key_id = $1 ORDER BY v.number`, keyID, int64(after))
+			LEFT JOIN kmsring_versions v ON v.key_id = k.key_id AND v.number > $2 AND v.number <= $3
+			WHERE k.key_id = $1 ORDER BY v.number`, keyID, int64(after), int64(through))
 		if err != nil {
 			return err
 		}

@@ -178,6 +178,22 @@ func testVersions(t *testing.T, st store.Store) {
 	assert.Empty(t, vs)
 	_, err = st.Versions(ctx, keyB, 0)
 	assert.ErrorIs(t, err, store.ErrNotFound)
+
+	vr, ok := st.(store.VersionRanger)
+	if !ok {
+		return // an optional capability
+	}
+	vs, err = vr.VersionRange(ctx, keyA, 1, 3)
+	require.NoError(t, err)
+	assert.Equal(t, []store.Version{ver(2), ver(3)}, vs, "versions 2 through 3")
+	vs, err = vr.VersionRange(ctx, keyA, 0, 0)
+	require.NoError(t, err)
+	assert.Empty(t, vs)
+	vs, err = vr.VersionRange(ctx, keyA, 4, 1<<32-1)
+	require.NoError(t, err)
+	assert.Equal(t, []store.Version{ver(5)}, vs)
+	_, err = vr.VersionRange(ctx, keyB, 0, 10)
+	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func testList(t *testing.T, st store.Store) {
