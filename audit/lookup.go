@@ -158,8 +158,11 @@ func (c *verifyConfig) check(e store.AuditEntry, v Verification) error {
 	return nil
 }
 
-// validMAC reports whether tag is the hex MAC of body.
+// validMAC reports whether tag is the hex MAC of body, in the canonical
+// lowercase encoding the logger writes: an upper-case copy of a valid tag
+// would change the record's bytes (and so the next record's link) without
+// failing the check.
 func validMAC(mac func() hash.Hash, body []byte, tag string) bool {
-	t, err := hex.DecodeString(tag)
-	return err == nil && hmac.Equal(t, sum(mac, body))
+	want := hex.EncodeToString(sum(mac, body))
+	return hmac.Equal([]byte(tag), []byte(want))
 }

@@ -136,7 +136,11 @@ func (c *Cache) appendDataKey(dst []byte, k *keyring.Keyring, ec []byte, n int, 
 	if !ok {
 		return dst, false
 	}
-	if e.version != current || now.Sub(e.created) >= c.maxAge || e.messages >= c.maxMessages || e.bytes+uint64(n) > c.maxBytes {
+	// A key that is no longer enabled (disabled, pending deletion,
+	// deleted, or a handle that saw its store go back) takes the uncached
+	// path, which refuses, audited, as every use of such a key must be.
+	if e.version != current || k.KeyState() != keyring.KeyEnabled || k.Suspect() ||
+		now.Sub(e.created) >= c.maxAge || e.messages >= c.maxMessages || e.bytes+uint64(n) > c.maxBytes {
 		c.remove(k.ID(), string(ec), e)
 		return dst, false
 	}

@@ -319,3 +319,9 @@ func sortedAliases(aliases []string) []string {
 // KeyState returns the key's state as this handle last saw it, without
 // reading the store.
 func (k *Keyring) KeyState() KeyState { return KeyState(k.state.Load()) }
+
+// Suspect reports whether this handle found its store holding an older or
+// a forked record than it had seen (see ErrTampered), and so does not
+// encrypt until it sees a newer one. Callers that reuse data keys (a cache)
+// check it, as they check KeyState.
+func (k *Keyring) Suspect() bool { return k.rolledBack.Load() }

@@ -3,6 +3,7 @@ package kmsapi
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
@@ -165,6 +166,15 @@ func CreateAccessKey(ctx context.Context, st store.Store, rk tink.AEAD, principa
 
 // loadAccessKey reads and unwraps the access key id from st.
 func loadAccessKey(ctx context.Context, st store.Store, rk tink.AEAD, id string) (*AccessKey, error) {
+	data, err := readAccessKey(ctx, st, id)
+	if err != nil {
+		return nil, err
+	}
+	return unwrapAccessKey(rk, id, data)
+}
+
+// readAccessKey reads the stored record of access key id.
+func readAccessKey(ctx context.Context, st store.Store, id string) ([]byte, error) {
 	if !accessKeyIDRE.MatchString(id) {
 		return nil, errUnknownAccessKey
 	}
@@ -175,11 +185,20 @@ func loadAccessKey(ctx context.Context, st store.Store, rk tink.AEAD, id string)
 	if err != nil {
 		return nil, fmt.Errorf("kmsapi: load access key %s: %w", id, err)
 	}
-	var doc accessKeyDoc
-	if len(rec.Data) > maxAccessKeyRecord {
-		return nil, fmt.Errorf("kmsapi: corrupt access key record %s (%d bytes)", id, len(rec.Data))
+	if rec.KeyID != accessKeyRecordPrefix+id {
+		return nil, fmt.Errorf("kmsapi: corrupt access key record %s", id)
 	}
-	if err := json.Unmarshal(rec.Data, &doc); err != nil || doc.Format != accessKeyFormat || rec.KeyID != accessKeyRecordPrefix+id {
+	return rec.Data, nil
+}
+
+// unwrapAccessKey parses a stored access key record and unwraps its secret
+// under the root key, which authenticates the ID, principal and admin flag.
+func unwrapAccessKey(rk tink.AEAD, id string, data []byte) (*AccessKey, error) {
+	var doc accessKeyDoc
+	if len(data) > maxAccessKeyRecord {
+		return nil, fmt.Errorf("kmsapi: corrupt access key record %s (%d bytes)", id, len(data))
+	}
+	if err := json.Unmarshal(data, &doc); err != nil || doc.Format != accessKeyFormat {
 		return nil, fmt.Errorf("kmsapi: corrupt access key record %s", id)
 	}
 	secret, err := rk.Decrypt(doc.Secret, accessKeyAD(id, doc.Principal, doc.Admin))
@@ -197,6 +216,11 @@ type accessKeys struct {
 
 	mu    sync.RWMutex
 	cache map[string]*AccessKey
+	// failed remembers, by the SHA-256 of their bytes, the stored records
+	// that did not unwrap, so that a record planted in the store costs one
+	// root key call (one argon2id derivation, one remote KMS call), not
+	// one per request that names it.
+	failed map[string][sha256.Size]byte
 }
 
 // maxAccessKeyRecord bounds an access key record read from the store
@@ -208,7 +232,7 @@ const maxAccessKeyRecord = 16 << 10
 const maxCachedAccessKeys = 10000
 
 func newAccessKeys(st store.Store, rk tink.AEAD) *accessKeys {
-	return &accessKeys{st: st, rk: rk, cache: make(map[string]*AccessKey)}
+	return &accessKeys{st: st, rk: rk, cache: make(map[string]*AccessKey), failed: make(map[string][sha256.Size]byte)}
 }
 
 func (c *accessKeys) get(ctx context.Context, id string) (*AccessKey, error) {
@@ -218,15 +242,31 @@ func (c *accessKeys) get(ctx context.Context, id string) (*AccessKey, error) {
 	if ok {
 		return a, nil
 	}
-	a, err := loadAccessKey(ctx, c.st, c.rk, id)
+	data, err := readAccessKey(ctx, c.st, id)
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(data)
+	c.mu.RLock()
+	bad, seen := c.failed[id]
+	c.mu.RUnlock()
+	if seen && bad == sum {
+		return nil, fmt.Errorf("kmsapi: access key %s fails authentication under the root key (tampered store or wrong root key)", id)
+	}
+	a, err = unwrapAccessKey(c.rk, id, data)
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if len(c.failed) >= maxCachedAccessKeys {
+			clear(c.failed)
+		}
+		c.failed[id] = sum
+		return nil, err
+	}
 	if len(c.cache) >= maxCachedAccessKeys {
 		clear(c.cache)
 	}
 	c.cache[id] = a
-	c.mu.Unlock()
+	delete(c.failed, id)
 	return a, nil
 }

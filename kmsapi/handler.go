@@ -170,6 +170,12 @@ func New(st store.Store, rk tink.AEAD, opts ...Option) (*Handler, error) {
 	return h, nil
 }
 
+// Format prints the handler's region and account, for every fmt verb:
+// never its root key, access keys or signing keys.
+func (h *Handler) Format(f fmt.State, _ rune) {
+	fmt.Fprintf(f, "kmsapi.Handler{region: %s, account: %s}", h.region, h.account)
+}
+
 // caller is an authenticated principal.
 type caller struct {
 	key *AccessKey

@@ -41,6 +41,33 @@ type keyCache struct {
 	byID    map[string]*keyEntry
 	aliases map[string]aliasTarget
 	loadMu  sync.Mutex // one load at a time
+
+	// aliasList is every alias in the store, verified, as ListAliases last
+	// read it (at aliasListAt): reading it means reading every key record,
+	// so it is read at most once per refresh interval, and again when this
+	// handler changes an alias.
+	aliasList   []keyring.AliasEntry
+	aliasListAt time.Time
+}
+
+// allAliases returns every alias in the store with its key, read through
+// at most once per refresh interval.
+func (h *Handler) allAliases(ctx context.Context) ([]keyring.AliasEntry, error) {
+	now := h.clock.Now()
+	h.keys.mu.RLock()
+	list, at := h.keys.aliasList, h.keys.aliasListAt
+	h.keys.mu.RUnlock()
+	if !at.IsZero() && now.Sub(at) < h.refresh {
+		return list, nil
+	}
+	list, err := keyring.ListAliases(ctx, h.st, keyring.WithRootKey(h.rk))
+	if err != nil {
+		return nil, err
+	}
+	h.keys.mu.Lock()
+	h.keys.aliasList, h.keys.aliasListAt = list, now
+	h.keys.mu.Unlock()
+	return list, nil
 }
 
 type aliasTarget struct {
@@ -171,6 +198,7 @@ func (h *Handler) resolveAlias(ctx context.Context, alias string) (string, error
 func (h *Handler) forgetAlias(alias string) {
 	h.keys.mu.Lock()
 	delete(h.keys.aliases, alias)
+	h.keys.aliasListAt = time.Time{}
 	h.keys.mu.Unlock()
 }
 

@@ -151,7 +151,7 @@ func (h *Handler) listAliases(ctx context.Context, _ *caller, in *listAliasesInp
 			return nil, err
 		}
 	}
-	all, err := keyring.ListAliases(ctx, h.st, keyring.WithRootKey(h.rk))
+	all, err := h.allAliases(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -272,12 +272,21 @@ func checkFile(db *bolt.DB, path string) error {
 	if err != nil {
 		return fmt.Errorf("boltstore: %w", err)
 	}
-	return db.View(func(tx *bolt.Tx) error {
+	err = db.View(func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
 			return fmt.Errorf("%w: %s is truncated (%d of %d bytes)", ErrCorrupt, path, fi.Size(), tx.Size())
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("boltstore: %w", err)
+	}
+	defer f.Close()
+	return checkPages(f, path, fi.Size())
 }
 
 // walk reads every record once, so that a damaged page is found by Open,
