@@ -89,6 +89,7 @@ type Logger struct {
 	failClosed bool
 	bound      time.Duration
 	queueSize  int
+	groupDelay time.Duration
 	// maxBackoff bounds the wait between attempts on a failing store:
 	// 5 s, or half the bound of a fail-closed Logger, whose callers fail
 	// until the store takes records again.
@@ -157,7 +158,7 @@ const maxBatch = 500
 
 // New returns a Logger and starts its writer goroutine.
 func New(opts ...Option) *Logger {
-	l := &Logger{clock: keyring.RealClock(), queueSize: 10000, stop: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{})}
+	l := &Logger{clock: keyring.RealClock(), queueSize: 10000, groupDelay: groupDelay, stop: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(l)
 	}
@@ -277,7 +278,11 @@ func (l *Logger) run() {
 	for {
 		select {
 		case it := <-l.queue:
-			l.write(l.fill(append(batch[:0], it)), l.giveUp)
+			batch = l.fill(append(batch[:0], it))
+			if l.store != nil {
+				batch = l.gather(batch)
+			}
+			l.write(batch, l.giveUp)
 		case <-l.stop:
 			l.drain()
 			if l.lost > 0 {
@@ -296,6 +301,42 @@ func (l *Logger) fill(batch []item) []item {
 		case it := <-l.queue:
 			batch = append(batch, it)
 		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// groupDelay is how long the writer waits for more records when every
+// record it holds is fail-open (no caller waits for it): one store commit,
+// an fsync with the embedded store, then serves many operations instead
+// of one. Records wait at most this long, in real time, before they are
+// stored.
+const groupDelay = 5 * time.Millisecond
+
+// gather adds to batch the records queued within groupDelay, up to
+// maxBatch, unless some record in it is awaited (fail-closed, or Flush),
+// and stops early when one that is awaited arrives or Close is called.
+// The wait is in real time, not on the Logger's clock: it changes when
+// records are stored, never what they say.
+func (l *Logger) gather(batch []item) []item {
+	for _, it := range batch {
+		if it.w != nil || it.flush != nil {
+			return batch
+		}
+	}
+	t := time.NewTimer(l.groupDelay)
+	defer t.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case it := <-l.queue:
+			batch = append(batch, it)
+			if it.w != nil || it.flush != nil {
+				return batch
+			}
+		case <-t.C:
+			return batch
+		case <-l.stop:
 			return batch
 		}
 	}
