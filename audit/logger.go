@@ -97,6 +97,7 @@ type Logger struct {
 
 	queue   chan item
 	stop    chan struct{} // closed by Close
+	kick    chan struct{} // Flush ends the writer's wait for more records
 	giveUp  chan struct{} // closed when Close's context ends: stop retrying a failing store
 	done    chan struct{}
 	closing sync.Once
@@ -158,7 +159,7 @@ const maxBatch = 500
 
 // New returns a Logger and starts its writer goroutine.
 func New(opts ...Option) *Logger {
-	l := &Logger{clock: keyring.RealClock(), queueSize: 10000, groupDelay: groupDelay, stop: make(chan struct{}), giveUp: make(chan struct{}), done: make(chan struct{})}
+	l := &Logger{clock: keyring.RealClock(), queueSize: 10000, groupDelay: groupDelay, stop: make(chan struct{}), kick: make(chan struct{}, 1), giveUp: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(l)
 	}
@@ -227,6 +228,10 @@ func (l *Logger) Flush(ctx context.Context) error {
 		return ctx.Err()
 	case <-l.done:
 		return nil
+	}
+	select {
+	case l.kick <- struct{}{}:
+	default: // a kick is pending already
 	}
 	select {
 	case <-f:
@@ -312,13 +317,15 @@ func (l *Logger) fill(batch []item) []item {
 // an fsync with the embedded store, then serves many operations instead
 // of one. Records wait at most this long, in real time, before they are
 // stored.
-const groupDelay = 5 * time.Millisecond
+const groupDelay = 20 * time.Millisecond
 
-// gather adds to batch the records queued within groupDelay, up to
-// maxBatch, unless some record in it is awaited (fail-closed, or Flush),
-// and stops early when one that is awaited arrives or Close is called.
-// The wait is in real time, not on the Logger's clock: it changes when
-// records are stored, never what they say.
+// gather waits groupDelay, unless some record in batch is awaited
+// (fail-closed, or Flush), then adds the records queued meanwhile, up to
+// maxBatch. Flush and Close end the wait early. The writer sleeps through
+// the wait instead of waking for each record: operations queue their
+// records without waking it. The wait is in real time, not on the
+// Logger's clock: it changes when records are stored, never what they
+// say.
 func (l *Logger) gather(batch []item) []item {
 	for _, it := range batch {
 		if it.w != nil || it.flush != nil {
@@ -327,20 +334,12 @@ func (l *Logger) gather(batch []item) []item {
 	}
 	t := time.NewTimer(l.groupDelay)
 	defer t.Stop()
-	for len(batch) < maxBatch {
-		select {
-		case it := <-l.queue:
-			batch = append(batch, it)
-			if it.w != nil || it.flush != nil {
-				return batch
-			}
-		case <-t.C:
-			return batch
-		case <-l.stop:
-			return batch
-		}
+	select {
+	case <-t.C:
+	case <-l.kick:
+	case <-l.stop:
 	}
-	return batch
+	return l.fill(batch)
 }
 
 // drain writes what is left in the queue at Close.

@@ -24,7 +24,7 @@
 //
 // By default the Logger never slows or fails an operation: records are
 // queued (bounded) and written by one goroutine in batches (it waits up
-// to 5 ms for more records before a store commit, so that one fsync
+// to 20 ms for more records before a store commit, so that one fsync
 // serves many operations; [Logger.Flush] and Close cut the wait short, and
 // a crash loses what is queued); a failing store
 // is retried with backoff while the queue holds, each failure reported to
