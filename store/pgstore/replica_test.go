@@ -179,10 +179,10 @@ func TestReplicasOneVersionPerPeriod(t *testing.T) {
 	}
 	var blobs []blob
 	cutAt := periods / 2
-	failures := 0
+	failures, cut := 0, 0
 	for p := 1; p <= periods; p++ {
 		if p == cutAt {
-			terminate(t, dsn, "kmsring-replica-1")
+			cut = terminate(t, dsn, "kmsring-replica-1")
 		}
 		now := epoch.Add(time.Duration(p) * period)
 		answers := make([][]string, len(rs))
@@ -199,7 +199,11 @@ func TestReplicasOneVersionPerPeriod(t *testing.T) {
 			if a[4] != "-" {
 				failures++
 				require.Equal(t, 1, i, "period %d: only the cut replica may fail: %s", p, a[4])
-				require.Less(t, p, cutAt+3, "the cut replica recovers at once")
+				// A dead connection fails the one tick that draws it from
+				// the pool, which then drops it. An idle one may be drawn
+				// much later: pgxpool pings only connections idle for a
+				// second, and a period here lasts milliseconds.
+				require.LessOrEqual(t, failures, cut, "period %d: each cut connection fails at most one tick", p)
 			} else {
 				assert.Equal(t, p+1, v, "period %d: %s encrypts under the new version", p, rs[i].name)
 			}
@@ -230,8 +234,9 @@ func TestReplicasOneVersionPerPeriod(t *testing.T) {
 		len(rs), periods, md.CurrentVersion, len(blobs), opened, failures)
 }
 
-// terminate ends every backend of the named application.
-func terminate(t *testing.T, dsn, app string) {
+// terminate ends every backend of the named application and returns how
+// many it ended.
+func terminate(t *testing.T, dsn, app string) int {
 	ctx := t.Context()
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
@@ -240,6 +245,7 @@ func terminate(t *testing.T, dsn, app string) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n))
 	require.NotZero(t, n, "%s had connections to terminate", app)
 	t.Logf("terminated %d backends of %s", n, app)
+	return n
 }
 
 // TestConcurrentOnDemandRotations: 5 replica processes rotate 10 times each,
