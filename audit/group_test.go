@@ -80,3 +80,41 @@ func TestGroupCommitNotForFailClosed(t *testing.T) {
 	require.NoError(t, l.Audit(context.Background(), event("Encrypt")))
 	assert.Equal(t, []int{1}, st.appends())
 }
+
+// gatedStore holds each append until the test lets it through, and says
+// how many records each one carried.
+type gatedStore struct {
+	*memstore.Store
+	gate  chan struct{}
+	sizes chan int
+}
+
+func (g *gatedStore) AppendAudit(ctx context.Context, es []store.AuditEntry) error {
+	g.sizes <- len(es)
+	<-g.gate
+	return g.Store.AppendAudit(ctx, es)
+}
+
+// A full batch is written without waiting for more: under a load that
+// fills batches, grouping must not cap throughput at one batch per wait.
+func TestGroupCommitFullBatchDoesNotWait(t *testing.T) {
+	st := &gatedStore{Store: memstore.New(), gate: make(chan struct{}), sizes: make(chan int, 8)}
+	l := New(WithStore(st), func(l *Logger) { l.groupDelay = time.Hour })
+	ctx := context.Background()
+	require.NoError(t, l.Audit(ctx, event("Encrypt")))
+	go l.Flush(ctx) // ends the hour's wait: the writer stores the record and blocks in the store
+	require.Equal(t, 1, <-st.sizes)
+	for range maxBatch + 1 {
+		require.NoError(t, l.Audit(ctx, event("Decrypt")))
+	}
+	st.gate <- struct{}{} // the first append completes; maxBatch+1 records are queued
+	select {
+	case n := <-st.sizes:
+		assert.Equal(t, maxBatch, n, "a full batch, written at once")
+	case <-time.After(time.Minute): // the wait is an hour: a minute means it waited
+		t.Fatal("a full batch waited for more records")
+	}
+	close(st.gate)
+	require.NoError(t, l.Close())
+	assert.Zero(t, l.Dropped())
+}

@@ -319,14 +319,17 @@ func (l *Logger) fill(batch []item) []item {
 // stored.
 const groupDelay = 20 * time.Millisecond
 
-// gather waits groupDelay, unless some record in batch is awaited
-// (fail-closed, or Flush), then adds the records queued meanwhile, up to
-// maxBatch. Flush and Close end the wait early. The writer sleeps through
+// gather waits groupDelay, unless batch is full or some record in it is
+// awaited (fail-closed, or Flush), then adds the records queued meanwhile,
+// up to maxBatch. Flush and Close end the wait early. The writer sleeps through
 // the wait instead of waking for each record: operations queue their
 // records without waking it. The wait is in real time, not on the
 // Logger's clock: it changes when records are stored, never what they
 // say.
 func (l *Logger) gather(batch []item) []item {
+	if len(batch) == maxBatch {
+		return batch
+	}
 	for _, it := range batch {
 		if it.w != nil || it.flush != nil {
 			return batch
