@@ -34,7 +34,6 @@ func keyWithVersions(b *testing.B, rk tink.AEAD, n int) (*memstore.Store, string
 	return mem, k.ID()
 }
 
-// copyKey copies key id from src to dst in one Create.
 // copyKey copies key id, and the store key that authenticates it if dst
 // has none yet, from src to dst.
 func copyKey(b *testing.B, src, dst store.Store, id string) {

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kmsring/kmsring/internal/format"
 	"github.com/kmsring/kmsring/keyring"
 )
 
@@ -150,18 +149,15 @@ func (c *Cache) appendDataKey(dst []byte, k *keyring.Keyring, ec []byte, n int, 
 	return append(dst, e.blob...), true
 }
 
-// put caches data key dek and its blob, just used for a message of n bytes
-// under k and the encryption context encoded as ec, replacing any entry for
-// them and evicting the oldest entry when the cache is full.
-func (c *Cache) put(k *keyring.Keyring, ec []byte, n int, dek, blob []byte) {
+// put caches data key dek and its blob under key version version, just
+// used for a message of n bytes under k and the encryption context encoded
+// as ec, replacing any entry for them and evicting the oldest entry when
+// the cache is full.
+func (c *Cache) put(k *keyring.Keyring, ec []byte, n int, dek, blob []byte, version uint32) {
 	if uint64(n) > c.maxBytes {
 		return // too large to cache: it had a fresh key of its own
 	}
-	bl, err := format.ParseBlob(blob)
-	if err != nil {
-		panic("envelope: cache: " + err.Error())
-	}
-	e := &cacheEntry{blob: bytes.Clone(blob), version: bl.Version, created: c.clock.Now(), messages: 1, bytes: uint64(n)}
+	e := &cacheEntry{blob: bytes.Clone(blob), version: version, created: c.clock.Now(), messages: 1, bytes: uint64(n)}
 	copy(e.dek[:], dek)
 	c.mu.Lock()
 	defer c.mu.Unlock()

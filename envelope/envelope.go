@@ -191,6 +191,7 @@ func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option
 	out = format.AppendFixed(out, suite, ecLen, blobSize)
 	out = format.AppendCheckedContext(out, c.ec, ecLen)
 	h := out[start : start+hlen] // the header, as it is filled in
+	blob := h[hlen-blobSize:]
 	scratch := out[start+hlen : start+hlen+randSize]
 	defer clear(scratch)
 	dek, nonce, salt := scratch[:dekSize], scratch[dekSize:dekSize+format.BlobNonceSize], scratch[dekSize+format.BlobNonceSize:]
@@ -204,16 +205,16 @@ func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option
 	} else {
 		rand.Read(scratch)
 		copy(h[format.SaltOffset:], salt)
+		var version uint32
 		var err error
-		if out, _, err = datakey.Wrap(ctx, k, datakey.GenerateDataKey, out, ecLen, c.ec, dek, nonce); err != nil {
+		if out, version, err = datakey.Wrap(ctx, k, datakey.GenerateDataKey, out, ecLen, c.ec, dek, nonce); err != nil {
 			clear(out[start:])
 			return out[:start], nil, fmt.Errorf("envelope: %w", err)
 		}
 		if c.cache != nil {
-			c.cache.put(k, ecEnc, n, dek, h[hlen-blobSize:])
+			c.cache.put(k, ecEnc, n, dek, blob, version)
 		}
 	}
-	blob := h[hlen-blobSize:]
 	pk, commitment := deriveKeys(h[:format.PrefixSize], blob[1:1+format.KeyIDSize], h[format.SaltOffset:format.SaltOffset+format.SaltSize], dek, ecEnc)
 	copy(h[format.CommitmentOffset:], commitment[:])
 	aead := newPayloadAEAD(suite, &pk)
@@ -414,26 +415,38 @@ func openSegments(aead cipher.AEAD, out, payload []byte) ([]byte, error) {
 		seg := payload[:min(sealedSegmentSize, len(payload))]
 		payload = payload[len(seg):]
 		last := len(payload) == 0
-		// The checks on the final segment come after the segments before
-		// it authenticated (as non-final ones), as a stream reader's must.
-		switch {
-		case last && len(seg) < tagSize:
-			return fail(ErrTruncated)
-		case last && len(seg) == tagSize && i > 0:
-			return fail(fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed))
-		}
-		pt, err := aead.Open(out, segmentNonce(&nonce, i, last), seg, nil)
+		pt, err := openSegment(aead, out, &nonce, i, seg, last)
 		if err != nil {
-			if last && len(seg) == sealedSegmentSize && opensAsNonFinal(aead, out, &nonce, i, seg) {
-				return fail(ErrTruncated)
-			}
-			return fail(keyring.ErrDecrypt)
+			return fail(err)
 		}
 		out = pt
 		if last {
 			return out, nil
 		}
 	}
+}
+
+// openSegment opens seg, segment i, and appends its plaintext to out, which
+// has room for it; Open and a stream Reader share it. The checks on the
+// final segment come after the segments before it authenticated (as
+// non-final ones), as a stream reader's must. A full final segment that
+// authenticates only as a non-final one means the envelope was cut after
+// it: ErrTruncated.
+func openSegment(aead cipher.AEAD, out []byte, nonce **[12]byte, i uint64, seg []byte, last bool) ([]byte, error) {
+	switch {
+	case last && len(seg) < tagSize:
+		return nil, ErrTruncated
+	case last && len(seg) == tagSize && i > 0:
+		return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
+	}
+	pt, err := aead.Open(out, segmentNonce(nonce, i, last), seg, nil)
+	if err != nil {
+		if last && len(seg) == sealedSegmentSize && opensAsNonFinal(aead, out, nonce, i, seg) {
+			return nil, ErrTruncated
+		}
+		return nil, keyring.ErrDecrypt
+	}
+	return pt, nil
 }
 
 // opensAsNonFinal reports whether seg, segment i, authenticates as a

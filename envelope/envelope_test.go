@@ -321,6 +321,30 @@ func TestRewrap(t *testing.T) {
 	assert.ErrorIs(t, err, keyring.ErrWrongKey)
 }
 
+// TestRewrapTamper: Rewrap reads a header someone else may have written.
+// Every bit flipped in it, and every cut inside it, fails with an error
+// Open's godoc lists and no output, before anything is wrapped.
+func TestRewrapTamper(t *testing.T) {
+	ctx := t.Context()
+	k := newKey(t)
+	sealed, err := envelope.Seal(ctx, k, []byte("attack at dawn"), envelope.WithEncryptionContext(map[string]string{"k": "v"}))
+	require.NoError(t, err)
+	h, err := envelope.Inspect(sealed)
+	require.NoError(t, err)
+	for i := range h.Size * 8 {
+		b := bytes.Clone(sealed)
+		b[i/8] ^= 1 << (i % 8)
+		out, err := envelope.Rewrap(ctx, k, b)
+		requireDocumented(t, err, "bit %d", i)
+		require.Nil(t, out, "bit %d: no output", i)
+	}
+	for n := range h.Size {
+		out, err := envelope.Rewrap(ctx, k, sealed[:n])
+		require.ErrorIs(t, err, keyring.ErrMalformed, "cut to %d bytes", n)
+		require.Nil(t, out, "cut to %d bytes: no output", n)
+	}
+}
+
 func TestSet(t *testing.T) {
 	ctx := t.Context()
 	a, b := newKey(t), newKey(t)

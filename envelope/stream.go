@@ -197,15 +197,7 @@ func (sr *reader) next() error {
 	case err != nil:
 		return err
 	}
-	// The checks on the final segment come after the segments before it
-	// authenticated as non-final ones.
 	if sr.done {
-		if n < tagSize {
-			return ErrTruncated
-		}
-		if n == tagSize && sr.n > 0 {
-			return fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
-		}
 		sr.look = -1
 	} else {
 		sr.look = int(sr.buf[sealedSegmentSize])
@@ -222,12 +214,9 @@ func (sr *reader) next() error {
 		}
 		out = sr.spare[:0]
 	}
-	plain, err := sr.aead.Open(out, segmentNonce(&sr.nonce, sr.n, sr.done), seg, nil)
+	plain, err := openSegment(sr.aead, out, &sr.nonce, sr.n, seg, sr.done)
 	if err != nil {
-		if sr.done && n == sealedSegmentSize && opensAsNonFinal(sr.aead, out, &sr.nonce, sr.n, seg) {
-			return ErrTruncated
-		}
-		return keyring.ErrDecrypt
+		return err
 	}
 	sr.n++
 	sr.plain = plain
