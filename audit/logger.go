@@ -287,7 +287,7 @@ func (l *Logger) run() {
 			if l.store != nil {
 				batch = l.gather(batch)
 			}
-			l.write(batch, l.giveUp)
+			l.write(batch)
 		case <-l.stop:
 			l.drain()
 			if l.lost > 0 {
@@ -352,16 +352,16 @@ func (l *Logger) drain() {
 		if len(batch) == 0 {
 			return
 		}
-		l.write(batch, l.giveUp)
+		l.write(batch)
 	}
 }
 
 // write stores and logs a batch, retrying a failing store with backoff
-// until it succeeds or quit closes (records queued meanwhile join the
+// until it succeeds or Close gives up (records queued meanwhile join the
 // retry), then answers its fail-closed callers. Records of callers who
 // gave up while their record was being stored, and whose record says
 // success, get a correction.
-func (l *Logger) write(batch []item, quit <-chan struct{}) {
+func (l *Logger) write(batch []item) {
 	backoff := 10 * time.Millisecond
 	for {
 		var recs []Record
@@ -399,14 +399,14 @@ func (l *Logger) write(batch []item, quit <-chan struct{}) {
 				}
 			}
 			if len(amends) > 0 {
-				l.write(amends, quit)
+				l.write(amends)
 			}
 			return
 		}
 		l.lastErr = err
 		l.report(fmt.Errorf("audit: storing %d records failed; retrying: %w", len(recs), err))
 		select {
-		case <-quit:
+		case <-l.giveUp:
 			l.lost += len(recs)
 			l.dropped.Add(uint64(len(recs)))
 			l.finish(batch, recs, err)
@@ -414,7 +414,7 @@ func (l *Logger) write(batch []item, quit <-chan struct{}) {
 		default:
 		}
 		select {
-		case <-quit: // one more attempt, then give up
+		case <-l.giveUp: // one more attempt, then give up
 		case <-l.clock.After(backoff):
 			backoff = min(2*backoff, l.maxBackoff)
 		}

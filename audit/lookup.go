@@ -134,8 +134,10 @@ func (c *verifyConfig) check(e store.AuditEntry, v Verification) error {
 	}
 	body, tag, keyed := splitMAC(e.Data)
 	switch {
-	case keyed && c.mac == nil:
+	case keyed && c.mac == nil && e.Seq == 1:
 		return fmt.Errorf("%w (record %d carries a MAC)", ErrKeyed, e.Seq)
+	case keyed && c.mac == nil:
+		return &TamperError{Seq: e.Seq, Reason: "it carries a MAC in a log whose first record does not"}
 	case !keyed && c.mac != nil:
 		return &TamperError{Seq: e.Seq, Reason: "it has no MAC: it was written or rewritten without the audit chain key"}
 	case keyed && !validMAC(c.mac, body, tag):

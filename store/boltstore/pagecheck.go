@@ -81,21 +81,22 @@ func (c *pageChecker) meta() (boltMeta, error) {
 		ok := binary.LittleEndian.Uint32(m[0:]) == boltMagic && binary.LittleEndian.Uint32(m[4:]) == boltVersion &&
 			h.Sum64() == binary.LittleEndian.Uint64(m[56:])
 		ps := binary.LittleEndian.Uint32(m[8:])
-		if ok && ps >= minBoltPageSize && ps <= 1<<20 {
+		ok = ok && ps >= minBoltPageSize && ps <= 1<<20
+		if ok {
 			bm := boltMeta{pageSize: ps, root: binary.LittleEndian.Uint64(m[16:]), pgid: binary.LittleEndian.Uint64(m[40:]), txid: binary.LittleEndian.Uint64(m[48:])}
 			if !found || bm.txid > best.txid {
 				best, found = bm, true
 			}
 		}
 		if i == 0 {
-			if !ok || ps < minBoltPageSize || ps > 1<<20 {
+			if !ok {
 				ps = uint32(os.Getpagesize()) // where bbolt looks for meta 1 then
 			}
 			off = int64(ps)
 		}
 	}
 	if !found {
-		return best, c.corrupt("no valid meta page", ErrCorrupt)
+		return best, c.corrupt("no valid meta page")
 	}
 	return best, nil
 }
