@@ -3,7 +3,6 @@ package keyring
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -329,23 +328,4 @@ func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob
 		return nil, err
 	}
 	return pt, nil
-}
-
-// byBinaryID returns the keyring of the set with the given binary key ID,
-// without allocating, or ErrKeyNotFound.
-func (s *Set) byBinaryID(id [16]byte) (*Keyring, error) {
-	var buf [36]byte
-	hex.Encode(buf[0:8], id[0:4])
-	hex.Encode(buf[9:13], id[4:6])
-	hex.Encode(buf[14:18], id[6:8])
-	hex.Encode(buf[19:23], id[8:10])
-	hex.Encode(buf[24:], id[10:])
-	buf[8], buf[13], buf[18], buf[23] = '-', '-', '-', '-'
-	s.mu.RLock()
-	k, ok := s.m[string(buf[:])]
-	s.mu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is not in the set", ErrKeyNotFound, string(buf[:]))
-	}
-	return k, nil
 }

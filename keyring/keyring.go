@@ -237,7 +237,7 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 	if err := k.apply(ctx, rec); err != nil {
 		return nil, err
 	}
-	if byAlias && !slices.Contains(k.Cached().Aliases, idOrAlias) {
+	if byAlias && !k.HasAlias(idOrAlias) {
 		return nil, tampered(u, "the store maps alias %s to it, but the key does not have that alias", idOrAlias)
 	}
 	return k, nil

@@ -2,8 +2,11 @@ package keyring
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sync"
+
+	"github.com/kmsring/kmsring/internal/format"
 )
 
 // Set holds several keyrings and decrypts a blob with the one whose key ID
@@ -46,13 +49,32 @@ func (s *Set) Get(keyID string) (*Keyring, bool) {
 // Keyring.Decrypt does. It fails with ErrKeyNotFound if the set has no such
 // keyring.
 func (s *Set) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
-	id, _, err := ParseCiphertext(blob)
+	bl, err := format.ParseBlob(blob)
 	if err != nil {
 		return nil, err
 	}
-	k, ok := s.Get(id)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is not in the set", ErrKeyNotFound, id)
+	k, err := s.byBinaryID(bl.KeyID)
+	if err != nil {
+		return nil, err
 	}
 	return k.Decrypt(ctx, blob, opts...)
+}
+
+// byBinaryID returns the keyring of the set with the given binary key ID,
+// without allocating, or ErrKeyNotFound.
+func (s *Set) byBinaryID(id [16]byte) (*Keyring, error) {
+	var buf [36]byte
+	hex.Encode(buf[0:8], id[0:4])
+	hex.Encode(buf[9:13], id[4:6])
+	hex.Encode(buf[14:18], id[6:8])
+	hex.Encode(buf[19:23], id[8:10])
+	hex.Encode(buf[24:], id[10:])
+	buf[8], buf[13], buf[18], buf[23] = '-', '-', '-', '-'
+	s.mu.RLock()
+	k, ok := s.m[string(buf[:])]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not in the set", ErrKeyNotFound, string(buf[:]))
+	}
+	return k, nil
 }

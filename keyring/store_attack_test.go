@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 	"github.com/kmsring/kmsring/store/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
 // Attacks by someone who can write the store but does not hold the root key
@@ -289,4 +292,97 @@ func TestAttackReservedIDsAreNotKeys(t *testing.T) {
 		_, err := keyring.Load(ctx, st, id, keyring.WithRootKey(rk))
 		assert.ErrorIs(t, err, keyring.ErrKeyNotFound, id)
 	}
+}
+
+// TestAttackKeyRecordSizes: a key record emptied, cut short, cut by one
+// byte or grown huge fails Load and Refresh with ErrTampered naming the
+// key, before anything is computed from its contents, and the error does
+// not echo the record.
+func TestAttackKeyRecordSizes(t *testing.T) {
+	for name, edit := range map[string]func([]byte) []byte{
+		"empty":             func([]byte) []byte { return nil },
+		"shorter than tag":  func(b []byte) []byte { return b[:31] },
+		"one byte cut":      func(b []byte) []byte { return b[:len(b)-1] },
+		"one byte appended": func(b []byte) []byte { return append(bytes.Clone(b), 0) },
+		"10 MiB":            func(b []byte) []byte { return append(bytes.Repeat([]byte(" "), 10<<20), b...) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			st := durable{memstore.New()}
+			rk := newRootKey(t, 1)
+			k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+			require.NoError(t, err)
+			rec, err := st.Get(ctx, k.ID())
+			require.NoError(t, err)
+			rec.Data = edit(rec.Data)
+			write(t, st, rec)
+			_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+			requireTampered(t, err, k.ID(), "Load of a resized key record")
+			assert.Less(t, len(err.Error()), 1024, "the error does not echo the record")
+			requireTampered(t, k.Refresh(ctx), k.ID(), "reload of a resized key record")
+		})
+	}
+}
+
+// TestAttackVersionRecordSizes: a version record within the current one
+// that is cut by one byte or replaced by 1 MiB of junk fails Load with
+// ErrTampered naming the key.
+func TestAttackVersionRecordSizes(t *testing.T) {
+	for name, edit := range map[string]func([]byte) []byte{
+		"one byte cut": func(b []byte) []byte { return b[:len(b)-1] },
+		"1 MiB":        func([]byte) []byte { return bytes.Repeat([]byte("x"), 1<<20) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			st := durable{memstore.New()}
+			rk := newRootKey(t, 1)
+			k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+			require.NoError(t, err)
+			rec, err := st.Get(ctx, k.ID())
+			require.NoError(t, err)
+			v := version(t, st, k.ID(), 1)
+			write(t, st, rec, store.Version{Number: 1, Data: edit(v.Data)})
+			_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+			requireTampered(t, err, k.ID(), "Load with a resized version record")
+			assert.Less(t, len(err.Error()), 1024, "the error does not echo the record")
+		})
+	}
+}
+
+// TestAttackTruncatedRootKeyCiphertexts: every truncation of a built-in
+// root key's ciphertext (as a store writer may leave a wrapped store key
+// or version) fails Decrypt with an error, never a panic or plaintext.
+func TestAttackTruncatedRootKeyCiphertexts(t *testing.T) {
+	pass, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
+	require.NoError(t, err)
+	local := newRootKey(t, 1)
+	for name, rk := range map[string]tink.AEAD{
+		"local":      local,
+		"passphrase": pass,
+		"list":       keyring.RootKeys(newRootKey(t, 2), local),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ad := []byte("associated data")
+			ct, err := rk.Encrypt([]byte("thirty-two bytes of key material"), ad)
+			require.NoError(t, err)
+			for n := range len(ct) {
+				pt, err := rk.Decrypt(ct[:n], ad)
+				require.Error(t, err, "cut to %d bytes", n)
+				assert.Nil(t, pt, "cut to %d bytes", n)
+				assert.NotContains(t, err.Error(), "thirty-two", "cut to %d bytes", n)
+			}
+		})
+	}
+}
+
+// TestAttackHugeRootKeyFile: a root key file grown to 1 MiB is refused
+// with ErrInvalidArgument, without printing its bytes.
+func TestAttackHugeRootKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "root.key")
+	require.NoError(t, os.WriteFile(path, bytes.Repeat([]byte("k"), 1<<20), 0o600))
+	_, err := keyring.ReadRootKeyFile(path)
+	require.ErrorIs(t, err, keyring.ErrInvalidArgument)
+	assert.NotContains(t, err.Error(), "kkkk", "the error does not print the file")
+	_, err = keyring.RootKeyFile(path)
+	require.ErrorIs(t, err, keyring.ErrInvalidArgument)
 }
