@@ -188,16 +188,17 @@ func readAccessKey(ctx context.Context, st store.Store, id string) ([]byte, erro
 	if rec.KeyID != accessKeyRecordPrefix+id {
 		return nil, fmt.Errorf("kmsapi: corrupt access key record %s", id)
 	}
+	if len(rec.Data) > maxAccessKeyRecord {
+		return nil, fmt.Errorf("kmsapi: corrupt access key record %s (%d bytes)", id, len(rec.Data))
+	}
 	return rec.Data, nil
 }
 
-// unwrapAccessKey parses a stored access key record and unwraps its secret
-// under the root key, which authenticates the ID, principal and admin flag.
+// unwrapAccessKey parses a stored access key record (of at most
+// maxAccessKeyRecord bytes, as readAccessKey returns it) and unwraps its
+// secret under the root key, which authenticates the ID, principal and admin flag.
 func unwrapAccessKey(rk tink.AEAD, id string, data []byte) (*AccessKey, error) {
 	var doc accessKeyDoc
-	if len(data) > maxAccessKeyRecord {
-		return nil, fmt.Errorf("kmsapi: corrupt access key record %s (%d bytes)", id, len(data))
-	}
 	if err := json.Unmarshal(data, &doc); err != nil || doc.Format != accessKeyFormat {
 		return nil, fmt.Errorf("kmsapi: corrupt access key record %s", id)
 	}
@@ -225,7 +226,7 @@ type accessKeys struct {
 
 // maxAccessKeyRecord bounds an access key record read from the store
 // (a few hundred bytes; a remote root key's ciphertext included), checked
-// before it is parsed.
+// as it is read, before it is hashed or parsed.
 const maxAccessKeyRecord = 16 << 10
 
 // maxCachedAccessKeys bounds the cache; it is emptied when full.

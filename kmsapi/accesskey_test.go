@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/kmsring/kmsring/keyring"
@@ -128,5 +129,56 @@ func TestAccessKeyNeverPrintsSecret(t *testing.T) {
 	} {
 		assert.NotContains(t, s, a.SecretAccessKey())
 		assert.Contains(t, s, a.ID)
+	}
+}
+
+// TestAccessKeyRecordHostile: a store writer plants access key records that
+// are huge, truncated, not JSON or of another format. Each fails as corrupt
+// (not as an unknown key), without a root key call for what cannot be
+// parsed, without a panic, and without the record's bytes in the message;
+// the request path (accessKeys.get) fails the same way every time.
+func TestAccessKeyRecordHostile(t *testing.T) {
+	ctx := context.Background()
+	const id, marker = "AKIAPLANTEDPLANTED22", "PLANTEDSECRETMARKER"
+	valid, err := json.Marshal(accessKeyDoc{Format: accessKeyFormat, Principal: marker, Secret: []byte(marker)})
+	require.NoError(t, err)
+	huge, err := json.Marshal(accessKeyDoc{Format: accessKeyFormat, Principal: strings.Repeat(marker, maxAccessKeyRecord/len(marker)+1)})
+	require.NoError(t, err)
+	other, err := json.Marshal(accessKeyDoc{Format: accessKeyFormat + 1, Principal: marker, Secret: []byte(marker)})
+	require.NoError(t, err)
+	for name, tc := range map[string]struct {
+		data    []byte
+		unwraps bool // reaches the root key
+	}{
+		"huge":           {huge, false},
+		"truncated":      {valid[:len(valid)/2], false},
+		"not JSON":       {[]byte(marker + "\x00\xff"), false},
+		"empty":          {nil, false},
+		"other format":   {other, false},
+		"wrong secret":   {valid, true},
+		"JSON null":      {[]byte("null"), false},
+		"nested garbage": {[]byte(`{"format":` + strings.Repeat("[", 10000)), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := memstore.New()
+			_, err := st.Create(ctx, store.Record{KeyID: accessKeyRecordPrefix + id, Data: tc.data}, nil)
+			require.NoError(t, err)
+			rk := &countingRootKey{AEAD: testRootKey(t)}
+			_, err = loadAccessKey(ctx, st, rk, id)
+			require.Error(t, err, "a planted record must not load")
+			assert.NotErrorIs(t, err, errUnknownAccessKey, "a planted record is corrupt, not unknown")
+			assert.NotContains(t, err.Error(), marker, "the message must not echo the record")
+			c := newAccessKeys(st, rk)
+			for range 3 {
+				_, err = c.get(ctx, id)
+				require.Error(t, err, "a planted record must not authenticate a request")
+				assert.NotContains(t, err.Error(), marker, "the message must not echo the record")
+			}
+			want := int64(0)
+			if tc.unwraps {
+				want = 2 // loadAccessKey, then one for every request
+			}
+			assert.Equal(t, want, rk.decrypts.Load(), "root key calls")
+		})
 	}
 }

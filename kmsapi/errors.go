@@ -69,12 +69,33 @@ func toAPIError(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	for _, row := range errorTable {
-		if errors.Is(err, row.err) {
-			return &apiError{Type: row.typ, Message: clientMessage(row.err, err)}
-		}
+	if sentinel, typ := lookupError(err); typ != "" {
+		return &apiError{Type: typ, Message: clientMessage(sentinel, err)}
 	}
 	return &apiError{Type: "KMSInternalException", Message: internalMessage}
+}
+
+// lookupError returns the first row of errorTable that err matches.
+func lookupError(err error) (sentinel error, typ string) {
+	for _, row := range errorTable {
+		if errors.Is(err, row.err) {
+			return row.err, row.typ
+		}
+	}
+	return nil, ""
+}
+
+// ExceptionName returns the AWS KMS exception the endpoint answers err
+// with, such as "NotFoundException", or "" for an error it answers as an
+// internal failure (KMSInternalException). It lets another face of the
+// library, such as the kmsring command, name errors as the endpoint does.
+func ExceptionName(err error) string {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Type
+	}
+	_, typ := lookupError(err)
+	return typ
 }
 
 // clientMessage is the library's message without its package prefix. The

@@ -73,7 +73,6 @@ system that will decrypt it later.`
 		default:
 			return usageError("--key-spec must be AES_256 or AES_128, not %q", spec)
 		}
-		ec, err = parseContext(ecArg)
 		return err
 	}
 	return a.keyCommand(string(op), c, func(ctx context.Context, k *keyring.Keyring) (any, error) {

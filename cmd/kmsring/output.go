@@ -123,17 +123,16 @@ func keyMaterialID(id string, n uint32) string {
 }
 
 func (a *app) keyMetadata(md keyring.Metadata) keyMetadata {
-	state := keyState(md)
 	return keyMetadata{
 		AWSAccountId:          a.account,
 		KeyId:                 md.KeyID,
 		Arn:                   a.keyARN(md.KeyID),
 		CreationDate:          awsTime(md.CreatedAt),
-		Enabled:               state == "Enabled",
-		Description:           keyDescription(md),
+		Enabled:               md.KeyState == keyring.KeyEnabled,
+		Description:           md.Description,
 		KeyUsage:              keyUsage,
-		KeyState:              state,
-		DeletionDate:          awsTime(keyDeletionDate(md)),
+		KeyState:              md.KeyState.String(),
+		DeletionDate:          awsTime(md.DeletionDate),
 		Origin:                "AWS_KMS",
 		KeyManager:            "CUSTOMER",
 		CustomerMasterKeySpec: keySpec,

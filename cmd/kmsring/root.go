@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/kmsring/kmsring/audit"
-	"github.com/kmsring/kmsring/envelope"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/kmsapi"
 	"github.com/kmsring/kmsring/store"
@@ -185,33 +184,15 @@ func (a *app) op(fn func(ctx context.Context, cmd *cobra.Command, args []string)
 	}
 }
 
-// exceptions maps library errors to the AWS KMS exception a user of aws
-// kms knows them by.
-var exceptions = []struct {
-	err  error
-	name string
-}{
-	{keyring.ErrKeyNotFound, "NotFoundException"},
-	{keyring.ErrKeyDisabled, "DisabledException"},
-	{keyring.ErrKeyPendingDeletion, "KMSInvalidStateException"},
-	{store.ErrNotFound, "NotFoundException"},
-	{store.ErrExists, "AlreadyExistsException"},
-	{keyring.ErrWrongKey, "IncorrectKeyException"},
-	{keyring.ErrDecrypt, "InvalidCiphertextException"},
-	{keyring.ErrMalformed, "InvalidCiphertextException"},
-	{envelope.ErrContextMismatch, "InvalidCiphertextException"},
-	{keyring.ErrUnknownVersion, "InvalidCiphertextException"},
-	{keyring.ErrVersionDisabled, "KMSInvalidStateException"},
-	{keyring.ErrVersionDestroyed, "KMSInvalidStateException"},
-	{keyring.ErrInvalidArgument, "ValidationException"},
-	{kmsapi.ErrMalformedPolicy, "MalformedPolicyDocumentException"},
-}
-
+// exceptionName is the AWS KMS exception a user of aws kms knows err by:
+// the endpoint's (kmsapi.ExceptionName), or NotFoundException for a store
+// record that is missing.
 func exceptionName(err error) string {
-	for _, e := range exceptions {
-		if errors.Is(err, e.err) {
-			return e.name
-		}
+	if ex := kmsapi.ExceptionName(err); ex != "" {
+		return ex
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return "NotFoundException"
 	}
 	return ""
 }

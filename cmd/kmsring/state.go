@@ -8,14 +8,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// keyState is AWS's KeyState of the key: Enabled, Disabled,
-// PendingDeletion or Deleted.
-func keyState(md keyring.Metadata) string { return md.KeyState.String() }
-
-func keyDescription(md keyring.Metadata) string { return md.Description }
-
-func keyDeletionDate(md keyring.Metadata) time.Time { return md.DeletionDate }
-
 func descriptionOption(d string) []keyring.Option {
 	if d == "" {
 		return nil
@@ -23,10 +15,11 @@ func descriptionOption(d string) []keyring.Option {
 	return []keyring.Option{keyring.WithDescription(d)}
 }
 
-// The deletion waiting period in days, as AWS KMS allows it.
+// The deletion waiting period in days, as the library (and AWS KMS)
+// allows it.
 const (
-	minDeletionDays     = 7
-	maxDeletionDays     = 30
+	minDeletionDays     = int(keyring.MinDeletionWindow / (24 * time.Hour))
+	maxDeletionDays     = int(keyring.MaxDeletionWindow / (24 * time.Hour))
 	defaultDeletionDays = maxDeletionDays
 )
 

@@ -86,13 +86,10 @@ func (a *app) open(ctx context.Context, create bool) error {
 		}
 		return err
 	}
-	if err := a.checkRootKey(ctx); err != nil {
-		a.st.Close()
-		a.st = nil
-		return err
-	}
 	// The audit chain is keyed by the store's audit key, which only the
-	// root key unwraps (on a store with no keys yet, this makes it).
+	// root key unwraps (on a store with no keys yet, this makes it): a
+	// root key that cannot open the store's keys fails here, explained,
+	// so that every command, list-keys included, says so the same way.
 	mac, err := keyring.AuditMAC(ctx, a.st, a.rk)
 	if err != nil {
 		a.st.Close()
@@ -103,18 +100,6 @@ func (a *app) open(ctx context.Context, create bool) error {
 	a.log = audit.New(audit.WithStore(a.st), audit.WithMAC(mac))
 	a.opened = true
 	return nil
-}
-
-// checkRootKey fails with keyring.ErrRootKey, explained, if the store holds
-// keys that the root key cannot open, so that every command, list-keys
-// included, says so the same way.
-func (a *app) checkRootKey(ctx context.Context) error {
-	ids, err := keyring.List(ctx, a.st)
-	if err != nil || len(ids) == 0 {
-		return err
-	}
-	_, err = keyring.AuditMAC(ctx, a.st, a.rk)
-	return a.explain(err)
 }
 
 func (a *app) openBolt(create bool) error {
