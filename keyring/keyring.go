@@ -131,9 +131,8 @@ type version struct {
 	data    []byte
 	wrapped []byte // nil once destroyed
 
-	once sync.Once
-	aead cipher.AEAD // set by once
-	err  error       // set by once
+	mu   sync.Mutex                  // held while the material is unwrapped
+	aead atomic.Pointer[cipher.AEAD] // set once the material is unwrapped
 }
 
 // New creates a key with version 1 in the configured store and returns it.

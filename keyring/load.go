@@ -206,26 +206,37 @@ func (k *Keyring) decodeVersion(sv store.Version) (*version, error) {
 
 // wrapAEAD returns the AEAD that seals data key blobs under v, unwrapping
 // v's material with the root key on first use. It fails with ErrRootKey if
-// the root key cannot unwrap it.
+// the root key cannot unwrap it. A failure is not remembered: the next use
+// tries again, so that a remote root key that was briefly unreachable does
+// not leave the version unusable until the process restarts. (The version
+// record is authenticated, so a failure is not a forged record; a root key
+// that cannot open the store at all fails at Load.)
 func (k *Keyring) wrapAEAD(v *version) (cipher.AEAD, error) {
-	v.once.Do(func() {
-		if v.wrapped == nil {
-			v.err = fmt.Errorf("%w: key %s version %d", ErrVersionDestroyed, k.id, v.Number)
-			return
-		}
-		material, err := k.root.Decrypt(v.wrapped, materialAD(k.bid, v.Number))
-		if err != nil {
-			v.err = rootKeyError(err, "key %s version %d", k.id, v.Number)
-			return
-		}
-		defer clear(material)
-		if len(material) != materialSize {
-			v.err = fmt.Errorf("keyring: corrupt version record: key %s version %d", k.id, v.Number)
-			return
-		}
-		v.aead, v.err = newWrapAEAD(material)
-	})
-	return v.aead, v.err
+	if a := v.aead.Load(); a != nil {
+		return *a, nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if a := v.aead.Load(); a != nil {
+		return *a, nil
+	}
+	if v.wrapped == nil {
+		return nil, fmt.Errorf("%w: key %s version %d", ErrVersionDestroyed, k.id, v.Number)
+	}
+	material, err := k.root.Decrypt(v.wrapped, materialAD(k.bid, v.Number))
+	if err != nil {
+		return nil, rootKeyError(err, "key %s version %d", k.id, v.Number)
+	}
+	defer clear(material)
+	if len(material) != materialSize {
+		return nil, fmt.Errorf("keyring: corrupt version record: key %s version %d", k.id, v.Number)
+	}
+	aead, err := newWrapAEAD(material)
+	if err != nil {
+		return nil, err
+	}
+	v.aead.Store(&aead)
+	return aead, nil
 }
 
 // newVersion makes version n with fresh material, wrapped under the root
@@ -242,7 +253,7 @@ func (k *Keyring) newVersion(n uint32, origin Origin, now time.Time) (*version, 
 	if err != nil {
 		return nil, err
 	}
-	v.once.Do(func() { v.aead = aead })
+	v.aead.Store(&aead)
 	v.data = v.marshal(wrapped)
 	return v, nil
 }

@@ -242,3 +242,50 @@ func TestLoadUnwrapsLazily(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int32(4), rk.decrypts.Load(), "a second Load unwraps the current version, not the store key again")
 }
+
+// unreachableRootKey fails Decrypt while down is set, as a remote KMS does
+// during an outage.
+type unreachableRootKey struct {
+	tink.AEAD
+	down atomic.Bool
+}
+
+var errUnreachable = errors.New("kms: connection refused")
+
+func (u *unreachableRootKey) Decrypt(ct, ad []byte) ([]byte, error) {
+	if u.down.Load() {
+		return nil, errUnreachable
+	}
+	return u.AEAD.Decrypt(ct, ad)
+}
+
+// A root key that is unreachable when a version is first used fails that
+// use, and the next use, once it is back, succeeds on the same handle.
+func TestRootKeyOutageIsNotRemembered(t *testing.T) {
+	ctx := t.Context()
+	st := durable{memstore.New()}
+	local, err := keyring.NewRootKey(make([]byte, 32))
+	require.NoError(t, err)
+	rk := &unreachableRootKey{AEAD: local}
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	blob, err := k.Encrypt(ctx, []byte("v1"))
+	require.NoError(t, err)
+	_, err = k.Rotate(ctx)
+	require.NoError(t, err)
+
+	// Version 1's material is unwrapped on its first use, after Load.
+	l, err := keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	rk.down.Store(true)
+	for range 2 {
+		_, err = l.Decrypt(ctx, blob)
+		require.ErrorIs(t, err, keyring.ErrRootKey)
+		require.ErrorIs(t, err, errUnreachable)
+	}
+
+	rk.down.Store(false)
+	pt, err := l.Decrypt(ctx, blob)
+	require.NoError(t, err, "the outage is over")
+	assert.Equal(t, "v1", string(pt))
+}
