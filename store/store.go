@@ -56,6 +56,11 @@ type Record struct {
 	Revision uint64
 	// Data is opaque to the store.
 	Data []byte
+	// Due is when something is next due for the record (zero: nothing),
+	// kept by the store beside Data and indexed by stores that implement
+	// DueIndex. It is derived from Data by its writer, who rounds it with
+	// DueTime; the store neither checks nor interprets it.
+	Due time.Time
 }
 
 // Clone returns r with its own copies of Aliases and Data, so that a

@@ -43,6 +43,8 @@ var (
 	_ store.Store         = (*Store)(nil)
 	_ store.AuditLog      = (*Store)(nil)
 	_ store.VersionRanger = (*Store)(nil)
+	_ store.DueIndex      = (*Store)(nil)
+	_ store.Pager         = (*Store)(nil)
 )
 
 var (
@@ -62,13 +64,16 @@ var (
 const layoutVersion = 1
 
 // Buckets: meta {"layout": uint32}, keys {key ID: record}, aliases {alias:
-// key ID}, versions {key ID: bucket {uint32 number: data}}.
+// key ID}, versions {key ID: bucket {uint32 number: data}}, due {due time
+// || key ID: empty} (see dueKey; built from the records when a file
+// without it is opened).
 var (
 	bucketMeta     = []byte("meta")
 	bucketKeys     = []byte("keys")
 	bucketAliases  = []byte("aliases")
 	bucketVersions = []byte("versions")
 	bucketAudit    = []byte("audit") // {uint64 seq: auditDoc}
+	bucketDue      = []byte("due")
 	keyLayout      = []byte("layout")
 	keyCount       = []byte("keys") // uint64 number of keys, checked by Open
 )
@@ -252,6 +257,9 @@ func prepare(db *bolt.DB, path string) (err error) {
 				return err
 			}
 		}
+		if tx.Bucket(bucketDue) == nil {
+			return buildDueIndex(tx)
+		}
 		return nil
 	})
 	if err != nil {
@@ -370,13 +378,14 @@ func (s *Store) do(ctx context.Context, write bool, fn func(tx *bolt.Tx) error) 
 }
 
 type recordDoc struct {
-	Revision uint64   `json:"revision"`
-	Aliases  []string `json:"aliases,omitempty"`
-	Data     []byte   `json:"data"`
+	Revision uint64    `json:"revision"`
+	Aliases  []string  `json:"aliases,omitempty"`
+	Data     []byte    `json:"data"`
+	Due      time.Time `json:"due,omitzero"`
 }
 
 func encodeRecord(r store.Record) []byte {
-	b, err := json.Marshal(recordDoc{Revision: r.Revision, Aliases: r.Aliases, Data: r.Data})
+	b, err := json.Marshal(recordDoc{Revision: r.Revision, Aliases: r.Aliases, Data: r.Data, Due: r.Due})
 	if err != nil {
 		panic("boltstore: " + err.Error())
 	}
@@ -389,7 +398,7 @@ func decodeRecord(id, v []byte) (store.Record, error) {
 	if err := json.Unmarshal(v, &d); err != nil {
 		return store.Record{}, fmt.Errorf("%w: record %s: %v", ErrCorrupt, id, err)
 	}
-	return store.Record{KeyID: string(id), Aliases: d.Aliases, Revision: d.Revision, Data: d.Data}, nil
+	return store.Record{KeyID: string(id), Aliases: d.Aliases, Revision: d.Revision, Data: d.Data, Due: d.Due}, nil
 }
 
 func versionKey(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
@@ -434,6 +443,9 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 		}
 		rec.Revision = 1
 		if err := keys.Put([]byte(rec.KeyID), encodeRecord(rec)); err != nil {
+			return err
+		}
+		if err := moveDue(tx, store.Record{}, rec); err != nil {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -535,6 +547,9 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 		if err := keys.Put([]byte(rec.KeyID), encodeRecord(rec)); err != nil {
 			return err
 		}
+		if err := moveDue(tx, old, rec); err != nil {
+			return err
+		}
 		return putVersions(tx, rec.KeyID, versions)
 	})
 	if err != nil {
@@ -588,6 +603,9 @@ func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) err
 			if err != nil {
 				return err
 			}
+			// Sequence numbers only grow: fill pages rather than split
+			// them in half.
+			b.FillPercent = 1
 			if err := b.Put(seqKey(e.Seq), v); err != nil {
 				return err
 			}

@@ -11,7 +11,9 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/kmsring/kmsring/store"
 )
@@ -20,6 +22,8 @@ var (
 	_ store.Volatile      = (*Store)(nil)
 	_ store.AuditLog      = (*Store)(nil)
 	_ store.VersionRanger = (*Store)(nil)
+	_ store.DueIndex      = (*Store)(nil)
+	_ store.Pager         = (*Store)(nil)
 )
 
 // Store is an in-memory store. The zero value is not usable; call New.
@@ -31,6 +35,11 @@ type Store struct {
 	// dense in practice but the store does not rely on it.
 	versions map[string]map[uint32][]byte
 	audit    []store.AuditEntry
+	// The indexes, kept sorted: key IDs, aliases, and the records with a
+	// Due time by (Due, KeyID).
+	ids        []string
+	aliasNames []string
+	due        []store.DueEntry
 }
 
 // New returns an empty store.
@@ -66,7 +75,10 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 	s.records[rec.KeyID] = rec
 	for _, a := range rec.Aliases {
 		s.aliases[a] = rec.KeyID
+		s.aliasNames = insertSorted(s.aliasNames, a)
 	}
+	s.ids = insertSorted(s.ids, rec.KeyID)
+	s.indexDue(store.Record{}, rec)
 	vs := make(map[uint32][]byte, len(versions))
 	for _, v := range versions {
 		vs[v.Number] = slices.Clone(v.Data)
@@ -153,13 +165,16 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 	}
 	for _, a := range old.Aliases {
 		delete(s.aliases, a)
+		s.aliasNames = deleteSorted(s.aliasNames, a)
 	}
 	rec = rec.Clone()
 	rec.Revision = old.Revision + 1
 	s.records[rec.KeyID] = rec
 	for _, a := range rec.Aliases {
 		s.aliases[a] = rec.KeyID
+		s.aliasNames = insertSorted(s.aliasNames, a)
 	}
+	s.indexDue(old, rec)
 	vs := s.versions[rec.KeyID]
 	for _, v := range versions {
 		vs[v.Number] = slices.Clone(v.Data)
@@ -174,12 +189,110 @@ func (s *Store) List(ctx context.Context) ([]string, error) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ids := make([]string, 0, len(s.records))
-	for id := range s.records {
-		ids = append(ids, id)
+	return slices.Clone(s.ids), nil
+}
+
+func insertSorted(a []string, v string) []string {
+	i, found := slices.BinarySearch(a, v)
+	if found {
+		return a
 	}
-	slices.Sort(ids)
-	return ids, nil
+	return slices.Insert(a, i, v)
+}
+
+func deleteSorted(a []string, v string) []string {
+	if i, found := slices.BinarySearch(a, v); found {
+		return slices.Delete(a, i, i+1)
+	}
+	return a
+}
+
+func cmpDue(a, b store.DueEntry) int {
+	if c := a.Due.Compare(b.Due); c != 0 {
+		return c
+	}
+	return strings.Compare(a.KeyID, b.KeyID)
+}
+
+// indexDue moves the record's due entry from old's Due to rec's. s.mu must
+// be held.
+func (s *Store) indexDue(old, rec store.Record) {
+	if !old.Due.IsZero() {
+		e := store.DueEntry{KeyID: old.KeyID, Due: old.Due}
+		if i, found := slices.BinarySearchFunc(s.due, e, cmpDue); found {
+			s.due = slices.Delete(s.due, i, i+1)
+		}
+	}
+	if !rec.Due.IsZero() {
+		e := store.DueEntry{KeyID: rec.KeyID, Due: rec.Due}
+		i, _ := slices.BinarySearchFunc(s.due, e, cmpDue)
+		s.due = slices.Insert(s.due, i, e)
+	}
+}
+
+// ListDue implements [store.DueIndex].
+func (s *Store) ListDue(ctx context.Context, through time.Time, after store.DueEntry, limit int) ([]store.DueEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := store.CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i := 0
+	if after != (store.DueEntry{}) {
+		i, _ = slices.BinarySearchFunc(s.due, after, cmpDue)
+		if i < len(s.due) && cmpDue(s.due[i], after) == 0 {
+			i++
+		}
+	}
+	var out []store.DueEntry
+	for ; i < len(s.due) && len(out) < limit && !s.due[i].Due.After(through); i++ {
+		out = append(out, s.due[i])
+	}
+	return out, nil
+}
+
+// ListPage implements [store.Pager].
+func (s *Store) ListPage(ctx context.Context, after string, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := store.CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(pageAfter(s.ids, after, limit)), nil
+}
+
+// ListAliasPage implements [store.Pager].
+func (s *Store) ListAliasPage(ctx context.Context, after string, limit int) ([]store.AliasEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := store.CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := pageAfter(s.aliasNames, after, limit)
+	out := make([]store.AliasEntry, len(names))
+	for i, a := range names {
+		out[i] = store.AliasEntry{Alias: a, KeyID: s.aliases[a]}
+	}
+	return out, nil
+}
+
+// pageAfter returns the elements of sorted a greater than after, at most
+// limit of them.
+func pageAfter(a []string, after string, limit int) []string {
+	i, found := slices.BinarySearch(a, after)
+	if found {
+		i++
+	}
+	return a[i:min(len(a), i+limit)]
 }
 
 // AppendAudit implements [store.AuditLog].

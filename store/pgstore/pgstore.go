@@ -55,6 +55,8 @@ var (
 	_ store.Notifier      = (*Store)(nil)
 	_ store.AuditLog      = (*Store)(nil)
 	_ store.VersionRanger = (*Store)(nil)
+	_ store.DueIndex      = (*Store)(nil)
+	_ store.Pager         = (*Store)(nil)
 )
 
 // ErrSchemaVersion reports a database whose kmsring schema is newer than
@@ -279,8 +281,8 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 			if taken {
 				return fmt.Errorf("pgstore: key %s: %w", rec.KeyID, store.ErrExists)
 			}
-			tag, err := tx.Exec(ctx, `INSERT INTO kmsring_keys (key_id, revision, aliases, data) VALUES ($1, 1, $2, $3) ON CONFLICT DO NOTHING`,
-				rec.KeyID, nonNil(rec.Aliases), rec.Data)
+			tag, err := tx.Exec(ctx, `INSERT INTO kmsring_keys (key_id, revision, aliases, data, due) VALUES ($1, 1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+				rec.KeyID, nonNil(rec.Aliases), rec.Data, dueArg(rec.Due))
 			if err != nil {
 				return err
 			}
@@ -353,9 +355,13 @@ func wrap(op string, err error) error {
 func (s *Store) Get(ctx context.Context, idOrAlias string) (store.Record, error) {
 	var rec store.Record
 	err := s.run(ctx, true, func() error {
-		err := s.pool.QueryRow(ctx, `SELECT key_id, revision, aliases, data FROM kmsring_keys
+		var due *time.Time
+		err := s.pool.QueryRow(ctx, `SELECT key_id, revision, aliases, data, due FROM kmsring_keys
 			WHERE key_id = $1 OR key_id = (SELECT key_id FROM kmsring_aliases WHERE alias = $1)`, idOrAlias).
-			Scan(&rec.KeyID, &rec.Revision, &rec.Aliases, &rec.Data)
+			Scan(&rec.KeyID, &rec.Revision, &rec.Aliases, &rec.Data, &due)
+		if due != nil {
+			rec.Due = due.UTC()
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("pgstore: %s: %w", idOrAlias, store.ErrNotFound)
 		}
@@ -433,8 +439,8 @@ func (s *Store) Update(ctx context.Context, rec store.Record, versions []store.V
 			if rev != int64(rec.Revision) {
 				return fmt.Errorf("pgstore: %s at revision %d, not %d: %w", rec.KeyID, rev, rec.Revision, store.ErrConflict)
 			}
-			if _, err := tx.Exec(ctx, `UPDATE kmsring_keys SET revision = revision + 1, aliases = $2, data = $3 WHERE key_id = $1`,
-				rec.KeyID, nonNil(rec.Aliases), rec.Data); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE kmsring_keys SET revision = revision + 1, aliases = $2, data = $3, due = $4 WHERE key_id = $1`,
+				rec.KeyID, nonNil(rec.Aliases), rec.Data, dueArg(rec.Due)); err != nil {
 				return err
 			}
 			if !slices.Equal(old, rec.Aliases) {

@@ -45,6 +45,12 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		{"AuditAppendRead", testAuditAppendRead},
 		{"AuditSequence", testAuditSequence},
 		{"AuditConcurrentAppends", testAuditConcurrent},
+		{"DueIndex", testDueIndex},
+		{"DueIndexPaging", testDuePaging},
+		{"DueIndexConcurrentUpdates", testDueConcurrent},
+		{"ListPage", testListPage},
+		{"ListAliasPage", testListAliasPage},
+		{"PageLimits", testPageLimits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
