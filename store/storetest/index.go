@@ -88,7 +88,7 @@ func testDueIndex(t *testing.T, st store.Store) {
 	r2.Due = time.Time{}
 	_, err = st.Update(ctx, r2, nil)
 	require.NoError(t, err)
-	want = []store.DueEntry{de(keyN(4), t0.Add(-2 * time.Hour)), de(keyN(1), t0), de(keyN(3), t0), de(keyN(5), t0.Add(time.Hour))}
+	want = []store.DueEntry{de(keyN(4), t0.Add(-2*time.Hour)), de(keyN(1), t0), de(keyN(3), t0), de(keyN(5), t0.Add(time.Hour))}
 	assertDue(t, want, allDue(t, d, t0.Add(time.Hour)), "after updates")
 
 	// A failed update (stale revision) leaves the index as it was.
