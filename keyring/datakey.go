@@ -317,7 +317,7 @@ func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob
 	case *Keyring:
 		k = kk
 	case *Set:
-		if k, err = kk.byBinaryID(bl.KeyID); err != nil {
+		if k, err = kk.byBinaryID(ctx, bl.KeyID); err != nil {
 			return nil, err
 		}
 	default:

@@ -146,6 +146,9 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.maxLoaded != 0 {
+		return nil, errSetOnly
+	}
 	if c.store == nil {
 		c.store = memstore.New()
 	}
@@ -176,7 +179,7 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	}
 	chain := []digest{chainNext(chainStart(k.bid), 1, v1.data)}
 	doc.Versions = chain[0]
-	rec := store.Record{KeyID: k.id, Aliases: doc.Aliases, Data: doc.seal(sk, k.bid)}
+	rec := store.Record{KeyID: k.id, Aliases: doc.Aliases, Data: doc.seal(sk, k.bid), Due: doc.due(nil, []*version{v1})}
 	rec, err = c.store.Create(ctx, rec, []store.Version{{Number: 1, Data: v1.data}})
 	if err != nil {
 		return nil, k.audit(ctx, AuditEvent{Operation: OpCreateKey, Err: fmt.Errorf("keyring: create key: %w", err)})
@@ -196,9 +199,25 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 // a creation-only option (WithStore, WithAlias, WithRotationPeriod,
 // WithDescription). A deleted key loads as its tombstone.
 func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option) (*Keyring, error) {
+	c, err := loadConfig(st, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	return load(ctx, c, idOrAlias)
+}
+
+// errSetOnly refuses WithMaxLoaded outside OpenSet.
+var errSetOnly = fmt.Errorf("%w: WithMaxLoaded applies only to OpenSet", ErrInvalidArgument)
+
+// loadConfig checks the options of Load (or OpenSet) and the store, and
+// settles the root key.
+func loadConfig(st store.Store, opts []Option, forSet bool) (*config, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
+	}
+	if c.maxLoaded != 0 && !forSet {
+		return nil, errSetOnly
 	}
 	if len(c.creationOnly) > 0 {
 		return nil, fmt.Errorf("%w: %s applies only when creating a key", ErrInvalidArgument, c.creationOnly[0])
@@ -210,6 +229,12 @@ func Load(ctx context.Context, st store.Store, idOrAlias string, opts ...Option)
 	if err := checkRootKey(c, st); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// load is Load with its options checked; c is only read.
+func load(ctx context.Context, c *config, idOrAlias string) (*Keyring, error) {
+	st := c.store
 	if isReserved(idOrAlias) {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, idOrAlias)
 	}

@@ -48,6 +48,7 @@ func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases 
 		rec.Aliases = doc.Aliases
 		doc.Seq++
 		rec.Data = doc.seal(k.sk, k.bid)
+		rec.Due = doc.due(vs[:lo], tail)
 		svs := make([]store.Version, len(put))
 		for i, v := range put {
 			svs[i] = store.Version{Number: v.Number, Data: v.data}

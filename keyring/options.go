@@ -27,6 +27,8 @@ type config struct {
 	logger         *slog.Logger
 	// creationOnly names the creation-only options given; Load rejects them.
 	creationOnly []string
+	// maxLoaded is OpenSet's bound (WithMaxLoaded); New and Load reject it.
+	maxLoaded int
 	errs         []error
 }
 
