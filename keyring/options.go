@@ -29,7 +29,7 @@ type config struct {
 	creationOnly []string
 	// maxLoaded is OpenSet's bound (WithMaxLoaded); New and Load reject it.
 	maxLoaded int
-	errs         []error
+	errs      []error
 }
 
 func (c *config) fail(format string, args ...any) {
