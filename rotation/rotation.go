@@ -119,6 +119,12 @@ type Scheduler struct {
 	mu    sync.Mutex
 	keys  []*keyring.Keyring
 	stops []func()
+	// held indexes keys by identity, so that Add is not a scan.
+	held map[*keyring.Keyring]int
+
+	// set, if any, is a set made by keyring.OpenSet whose store's due
+	// index tells the scheduler which keys to look at (WithSet).
+	set *keyring.Set
 }
 
 // minRetry is the first retry delay after a failed pass.
@@ -143,11 +149,13 @@ func New(opts ...Option) *Scheduler {
 func (s *Scheduler) Add(k *keyring.Keyring) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, have := range s.keys {
-		if have == k {
-			return
-		}
+	if _, ok := s.held[k]; ok {
+		return
 	}
+	if s.held == nil {
+		s.held = make(map[*keyring.Keyring]int)
+	}
+	s.held[k] = len(s.keys)
 	s.keys = append(s.keys, k)
 	s.stops = append(s.stops, k.NotifyScheduleChange(s.wake))
 	s.signal()
@@ -157,15 +165,22 @@ func (s *Scheduler) Add(k *keyring.Keyring) {
 func (s *Scheduler) Remove(k *keyring.Keyring) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, have := range s.keys {
-		if have == k {
-			s.stops[i]()
-			s.keys = append(s.keys[:i], s.keys[i+1:]...)
-			s.stops = append(s.stops[:i], s.stops[i+1:]...)
-			return
-		}
+	i, ok := s.held[k]
+	if !ok {
+		return
 	}
+	s.stops[i]()
+	last := len(s.keys) - 1
+	s.keys[i], s.stops[i] = s.keys[last], s.stops[last]
+	s.held[s.keys[i]] = i
+	s.keys, s.stops = s.keys[:last], s.stops[:last]
+	delete(s.held, k)
 }
+
+// Wake makes Run look at its keys, and at the due index of its set, at
+// once: for a caller that changed a key's schedule through a handle the
+// scheduler does not hold.
+func (s *Scheduler) Wake() { s.signal() }
 
 func (s *Scheduler) signal() {
 	select {
@@ -189,39 +204,62 @@ func (s *Scheduler) snapshot() []*keyring.Keyring {
 // rotation it carried out and the errors.Join of the failures; a failure on
 // one key does not stop the others.
 func (s *Scheduler) RunOnce(ctx context.Context) ([]Event, error) {
+	p := s.runOnce(ctx)
+	return p.events, errors.Join(p.errs...)
+}
+
+// runOnce is RunOnce, also telling whether the due index has more due.
+func (s *Scheduler) runOnce(ctx context.Context) *pass {
 	if s.principal != "" {
 		ctx = keyring.ContextWithPrincipal(ctx, s.principal)
 	}
-	var events []Event
-	var errs []error
+	var p pass
 	for _, k := range s.snapshot() {
-		s.checkOverdue(k)
-		v, rotated, err := k.RotateIfDue(ctx)
+		s.handle(ctx, k, &p)
+	}
+	if s.set != nil {
+		s.handleDue(ctx, &p)
+	}
+	return &p
+}
+
+// pass collects what one pass did.
+type pass struct {
+	events []Event
+	errs   []error
+	// more is set when the due index listed more due entries than one
+	// pass reads.
+	more bool
+}
+
+// handle does what is due for k: its overdue check, its rotation, its
+// deletion and the destruction of its versions.
+func (s *Scheduler) handle(ctx context.Context, k *keyring.Keyring, p *pass) {
+	s.checkOverdue(k)
+	v, rotated, err := k.RotateIfDue(ctx)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("rotation: key %s: %w", k.ID(), err))
+	} else if rotated {
+		p.events = append(p.events, Event{KeyID: k.ID(), Version: v.Number, Previous: v.Number - 1, At: v.CreatedAt, Origin: v.Origin})
+	}
+	if k.KeyState() == keyring.KeyPendingDeletion {
+		deleted, err := k.DeleteIfDue(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rotation: key %s: %w", k.ID(), err))
-		} else if rotated {
-			events = append(events, Event{KeyID: k.ID(), Version: v.Number, Previous: v.Number - 1, At: v.CreatedAt, Origin: v.Origin})
+			p.errs = append(p.errs, fmt.Errorf("rotation: key %s: deleting the key: %w", k.ID(), err))
 		}
-		if k.KeyState() == keyring.KeyPendingDeletion {
-			deleted, err := k.DeleteIfDue(ctx)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("rotation: key %s: deleting the key: %w", k.ID(), err))
-			}
-			if deleted {
-				s.log.Info("kmsring: key deleted", "key_id", k.ID())
-			}
-		}
-		if !k.NextDestructionAt().IsZero() {
-			destroyed, err := k.DestroyDueVersions(ctx)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("rotation: key %s: destroying versions: %w", k.ID(), err))
-			}
-			for _, d := range destroyed {
-				s.log.Info("kmsring: key version destroyed", "key_id", k.ID(), "version", d.Number)
-			}
+		if deleted {
+			s.log.Info("kmsring: key deleted", "key_id", k.ID())
 		}
 	}
-	return events, errors.Join(errs...)
+	if !k.NextDestructionAt().IsZero() {
+		destroyed, err := k.DestroyDueVersions(ctx)
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("rotation: key %s: destroying versions: %w", k.ID(), err))
+		}
+		for _, d := range destroyed {
+			s.log.Info("kmsring: key version destroyed", "key_id", k.ID(), "version", d.Number)
+		}
+	}
 }
 
 func (s *Scheduler) checkOverdue(k *keyring.Keyring) {
@@ -269,7 +307,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				}
 			}
 		}
-		events, err := s.RunOnce(ctx)
+		p := s.runOnce(ctx)
+		events, err := p.events, errors.Join(p.errs...)
 		// RunOnce's own rotations signalled wake; the wait below
 		// accounts for them.
 		select {
@@ -303,6 +342,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			if k.KeyState() == keyring.KeyPendingDeletion {
 				wait = min(wait, k.DeletionDate().Sub(now))
+			}
+		}
+		if s.set != nil {
+			if p.more {
+				wait = 0
+			} else if next, err := s.nextDue(ctx, now); err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("kmsring: reading the due index failed", "err", err)
+				}
+			} else if !next.IsZero() {
+				wait = min(wait, next.Sub(now))
 			}
 		}
 		wait = max(wait, time.Millisecond)

@@ -1,0 +1,179 @@
+package rotation_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/rotation"
+	"github.com/kmsring/kmsring/store"
+	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// indexStore is a memstore that counts reads of key records and due index
+// queries, and can add entries of its own to what the index lists.
+type indexStore struct {
+	*memstore.Store
+	gets, dues atomic.Int64
+	extra      []store.DueEntry // listed first by ListDue from the start
+}
+
+func (s *indexStore) Get(ctx context.Context, id string) (store.Record, error) {
+	if !keyring.IsReserved(id) {
+		s.gets.Add(1)
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s *indexStore) ListDue(ctx context.Context, through time.Time, after store.DueEntry, limit int) ([]store.DueEntry, error) {
+	s.dues.Add(1)
+	es, err := s.Store.ListDue(ctx, through, after, limit)
+	if after == (store.DueEntry{}) && len(s.extra) > 0 {
+		es = append(append([]store.DueEntry(nil), s.extra...), es...)
+	}
+	return es, err
+}
+
+func newIndexStore() *indexStore { return &indexStore{Store: memstore.New()} }
+
+func makeKeys(t *testing.T, st store.Store, clk keyring.Clock, n int, opts ...keyring.Option) []*keyring.Keyring {
+	t.Helper()
+	ks := make([]*keyring.Keyring, n)
+	for i := range ks {
+		k, err := keyring.New(t.Context(), append([]keyring.Option{keyring.WithStore(st), keyring.WithClock(clk)}, opts...)...)
+		require.NoError(t, err)
+		ks[i] = k
+	}
+	return ks
+}
+
+// An idle pass reads no key, whether the store holds 10 keys or 1,000:
+// one due index query. A due key is read, rotated once, and not read again.
+func TestWithSetIdlePassReadsNoKey(t *testing.T) {
+	for _, n := range []int{10, 1000} {
+		ctx := t.Context()
+		clk := clockwork.NewFakeClockAt(epoch)
+		st := newIndexStore()
+		makeKeys(t, st, clk, n)
+		due := makeKeys(t, st, clk, 3, keyring.WithRotationPeriod(time.Hour))
+		set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk), keyring.WithMaxLoaded(2))
+		require.NoError(t, err)
+		s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set))
+
+		st.gets.Store(0)
+		st.dues.Store(0)
+		events, err := s.RunOnce(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, events)
+		assert.Zero(t, st.gets.Load(), "%d keys: an idle pass reads no key", n)
+		assert.Equal(t, int64(1), st.dues.Load(), "%d keys: one index query", n)
+
+		clk.Advance(time.Hour)
+		events, err = s.RunOnce(ctx)
+		require.NoError(t, err)
+		require.Len(t, events, 3, "%d keys", n)
+		for _, e := range events {
+			assert.Equal(t, uint32(2), e.Version)
+		}
+		assert.LessOrEqual(t, set.Loaded(), 2, "the set stays bounded")
+		st.gets.Store(0)
+		events, err = s.RunOnce(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, events)
+		assert.Zero(t, st.gets.Load(), "rotated keys are due an hour later")
+		md, err := due[0].Describe(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint32(2), md.CurrentVersion)
+	}
+}
+
+// The index is a hint: entries naming a missing key, a key whose record
+// fails authentication, a key listed twice, a key that is not due or a
+// record that is not a key give clear errors or are put right, and the
+// real work is done once.
+func TestWithSetUntrustedIndex(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
+	st := newIndexStore()
+	ks := makeKeys(t, st, clk, 3)
+	dueKey := makeKeys(t, st, clk, 1, keyring.WithRotationPeriod(time.Hour))[0]
+	notDue, foreign := ks[0], ks[1]
+
+	rec, err := st.Store.Get(ctx, foreign.ID())
+	require.NoError(t, err)
+	rec.Data[1] ^= 1
+	_, err = st.Update(ctx, rec, nil)
+	require.NoError(t, err)
+
+	// A record written before the index, due "at once" but not due.
+	rec, err = st.Store.Get(ctx, notDue.ID())
+	require.NoError(t, err)
+	rec.Due = time.Unix(0, 0).UTC()
+	_, err = st.Update(ctx, rec, nil)
+	require.NoError(t, err)
+
+	const missing = "00000000-0000-4000-8000-000000000000"
+	past := epoch.Add(-time.Hour)
+	st.extra = []store.DueEntry{
+		{KeyID: missing, Due: past},
+		{KeyID: foreign.ID(), Due: past},
+		{KeyID: dueKey.ID(), Due: past}, // listed twice with the real entry
+		{KeyID: "not a key id", Due: past},
+	}
+	set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk))
+	require.NoError(t, err)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set))
+	clk.Advance(time.Hour)
+	events, err := s.RunOnce(ctx)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, keyring.ErrKeyNotFound)
+	assert.ErrorIs(t, err, keyring.ErrTampered)
+	assert.Contains(t, err.Error(), missing)
+	assert.Contains(t, err.Error(), foreign.ID())
+	require.Len(t, events, 1, "the due key rotated once")
+	assert.Equal(t, dueKey.ID(), events[0].KeyID)
+
+	rec, err = st.Store.Get(ctx, notDue.ID())
+	require.NoError(t, err)
+	assert.True(t, rec.Due.IsZero(), "the stale entry was put right")
+	md, err := notDue.Describe(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), md.CurrentVersion, "a key the index wrongly lists is not rotated")
+}
+
+// Run sleeps until the index's next due time, and Wake makes it look again
+// after a change made through a handle it does not hold.
+func TestRunWithSet(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	clk := clockwork.NewFakeClockAt(epoch)
+	st := memstore.New()
+	makeKeys(t, st, clk, 1, keyring.WithRotationPeriod(time.Hour))
+	set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk))
+	require.NoError(t, err)
+	got := make(chan rotation.Event, 10)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set),
+		rotation.WithRefreshInterval(10000*day), rotation.WithOnRotate(func(e rotation.Event) { got <- e }))
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+
+	require.NoError(t, clk.BlockUntilContext(ctx, 1))
+	clk.Advance(time.Hour)
+	assert.Equal(t, uint32(2), (<-got).Version)
+
+	// A key made elsewhere, due in ten minutes: Wake brings it in.
+	require.NoError(t, clk.BlockUntilContext(ctx, 1))
+	k := makeKeys(t, st, clk, 1, keyring.WithRotationPeriod(10*time.Minute))[0]
+	s.Wake()
+	require.NoError(t, clk.BlockUntilContext(ctx, 2))
+	clk.Advance(10 * time.Minute)
+	e := <-got
+	assert.Equal(t, k.ID(), e.KeyID)
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+}
