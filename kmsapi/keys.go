@@ -1,6 +1,7 @@
 package kmsapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/kmsring/kmsring/internal/lru"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
 )
@@ -37,37 +39,11 @@ type compiledPolicy struct {
 }
 
 type keyCache struct {
-	mu      sync.RWMutex
-	byID    map[string]*keyEntry
+	mu sync.RWMutex
+	// byID holds the loaded keys, at most max of them (cache.go).
+	byID    *lru.Cache[*keyEntry]
+	max     int
 	aliases map[string]aliasTarget
-	loadMu  sync.Mutex // one load at a time
-
-	// aliasList is every alias in the store, verified, as ListAliases last
-	// read it (at aliasListAt): reading it means reading every key record,
-	// so it is read at most once per refresh interval, and again when this
-	// handler changes an alias.
-	aliasList   []keyring.AliasEntry
-	aliasListAt time.Time
-}
-
-// allAliases returns every alias in the store with its key, read through
-// at most once per refresh interval.
-func (h *Handler) allAliases(ctx context.Context) ([]keyring.AliasEntry, error) {
-	now := h.clock.Now()
-	h.keys.mu.RLock()
-	list, at := h.keys.aliasList, h.keys.aliasListAt
-	h.keys.mu.RUnlock()
-	if !at.IsZero() && now.Sub(at) < h.refresh {
-		return list, nil
-	}
-	list, err := keyring.ListAliases(ctx, h.st, keyring.WithRootKey(h.rk))
-	if err != nil {
-		return nil, err
-	}
-	h.keys.mu.Lock()
-	h.keys.aliasList, h.keys.aliasListAt = list, now
-	h.keys.mu.Unlock()
-	return list, nil
 }
 
 type aliasTarget struct {
@@ -76,7 +52,7 @@ type aliasTarget struct {
 }
 
 func (c *keyCache) init() {
-	c.byID = make(map[string]*keyEntry)
+	c.byID = lru.New[*keyEntry](cmp.Or(c.max, DefaultMaxLoadedKeys))
 	c.aliases = make(map[string]aliasTarget)
 }
 
@@ -198,49 +174,37 @@ func (h *Handler) resolveAlias(ctx context.Context, alias string) (string, error
 func (h *Handler) forgetAlias(alias string) {
 	h.keys.mu.Lock()
 	delete(h.keys.aliases, alias)
-	h.keys.aliasListAt = time.Time{}
 	h.keys.mu.Unlock()
 }
 
 // entry returns the cached key id, loading it on a miss, and refreshing it
 // when its view is older than the refresh interval.
 func (h *Handler) entry(ctx context.Context, id string) (*keyEntry, error) {
-	h.keys.mu.RLock()
-	e := h.keys.byID[id]
-	h.keys.mu.RUnlock()
-	if e != nil {
+	if e, ok := h.keys.byID.Peek(id); ok {
 		h.maybeRefresh(ctx, e)
 		return e, nil
 	}
-	h.keys.loadMu.Lock()
-	defer h.keys.loadMu.Unlock()
-	h.keys.mu.RLock()
-	e = h.keys.byID[id]
-	h.keys.mu.RUnlock()
-	if e != nil {
-		return e, nil
-	}
-	k, err := keyring.Load(ctx, h.st, id, h.keyOptions()...)
-	if errors.Is(err, keyring.ErrKeyNotFound) {
-		return nil, errNotFound("Key '" + h.keyARN(id) + "' does not exist")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return h.cache(k), nil
+	// One load per key at a time; loads of different keys run at once.
+	return h.keys.byID.Get(ctx, id, func(ctx context.Context) (*keyEntry, error) {
+		k, err := keyring.Load(ctx, h.st, id, h.keyOptions()...)
+		if errors.Is(err, keyring.ErrKeyNotFound) {
+			return nil, errNotFound("Key '" + h.keyARN(id) + "' does not exist")
+		}
+		if err != nil {
+			return nil, err
+		}
+		return h.newEntry(k), nil
+	})
 }
 
 // cache adds a keyring the handler loaded or created.
 func (h *Handler) cache(k *keyring.Keyring) *keyEntry {
+	return h.keys.byID.Put(k.ID(), h.newEntry(k))
+}
+
+func (h *Handler) newEntry(k *keyring.Keyring) *keyEntry {
 	e := &keyEntry{k: k, arn: h.keyARN(k.ID())}
 	e.lastRefresh.Store(h.clock.Now().UnixNano())
-	h.keys.mu.Lock()
-	if old, ok := h.keys.byID[k.ID()]; ok {
-		e = old
-	} else {
-		h.keys.byID[k.ID()] = e
-	}
-	h.keys.mu.Unlock()
 	return e
 }
 

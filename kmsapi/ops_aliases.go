@@ -151,17 +151,7 @@ func (h *Handler) listAliases(ctx context.Context, _ *caller, in *listAliasesInp
 			return nil, err
 		}
 	}
-	all, err := h.allAliases(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var entries []keyring.AliasEntry
-	for _, a := range all {
-		if filter == "" || a.KeyID == filter {
-			entries = append(entries, a)
-		}
-	}
-	entries, next, err := page(&in.pageInput, entries, func(a keyring.AliasEntry) string { return a.Alias }, 100)
+	entries, next, err := h.aliasPage(ctx, filter, &in.pageInput)
 	if err != nil {
 		return nil, err
 	}

@@ -133,12 +133,9 @@ type pageInput struct {
 // page returns the page of items after in.Marker (an item's key, compared
 // by keyOf) and the marker of the next page, or "" if there is none.
 func page[T any](in *pageInput, items []T, keyOf func(T) string, def int) ([]T, string, error) {
-	limit := def
-	if in.Limit != nil {
-		if *in.Limit < 1 || *in.Limit > 1000 {
-			return nil, "", errValidation("Limit must be between 1 and 1000")
-		}
-		limit = *in.Limit
+	limit, err := in.limit(def)
+	if err != nil {
+		return nil, "", err
 	}
 	start := 0
 	if in.Marker != "" {
@@ -174,13 +171,22 @@ type listKeysOutput struct {
 }
 
 func (h *Handler) listKeys(ctx context.Context, _ *caller, in *listKeysInput) (any, error) {
-	ids, err := keyring.List(ctx, h.st)
+	limit, err := in.limit(1000)
 	if err != nil {
 		return nil, err
 	}
-	ids, next, err := page(&in.pageInput, ids, func(s string) string { return s }, 1000)
+	if in.Marker != "" {
+		if _, _, err := checkKeyID(in.Marker, in.Marker); err != nil {
+			return nil, errInvalidMarker()
+		}
+	}
+	ids, more, err := keyring.ListPage(ctx, h.st, in.Marker, limit)
 	if err != nil {
 		return nil, err
+	}
+	next := ""
+	if more {
+		next = ids[len(ids)-1]
 	}
 	out := listKeysOutput{Keys: make([]keyListEntry, len(ids)), NextMarker: next, Truncated: next != ""}
 	for i, id := range ids {

@@ -37,6 +37,7 @@ const (
 
 func (a *app) serveCommand() *cobra.Command {
 	var addr, certFile, keyFile string
+	var maxLoaded int
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the AWS KMS-compatible endpoint over the store's keys",
@@ -50,7 +51,9 @@ Every request is recorded in the audit log with its principal.
 While serve runs, automatic rotations, key deletions and version
 destructions happen at their dates, for every key in the store, including
 keys created through the endpoint or by another process sharing the store
-(the key list is read again every minute).
+(found from the store's index of due dates, looked at again at least every
+minute). Keys are loaded on first use, not at start, and at most
+--max-loaded-keys of them are kept (least recently used go).
 
 The first line of standard output is "listening on http://HOST:PORT" (https
 with TLS), with the port chosen when --addr ends in :0; logs go to standard
@@ -74,6 +77,7 @@ number of serve processes share the keys.`,
 	c.Flags().StringVar(&addr, "addr", defaultAddr, "the address to listen on, HOST:PORT (port 0 picks a free one)")
 	c.Flags().StringVar(&certFile, "tls-cert", "", "serve HTTPS with this certificate (PEM; the chain, leaf first)")
 	c.Flags().StringVar(&keyFile, "tls-key", "", "the private key of --tls-cert (PEM)")
+	c.Flags().IntVar(&maxLoaded, "max-loaded-keys", keyring.DefaultMaxLoaded, "keep at most N keys loaded (least recently used go)")
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		if err := checkListenAddr(addr, certFile, keyFile); err != nil {
 			return err
@@ -89,7 +93,10 @@ number of serve processes share the keys.`,
 		if err := a.openExisting(ctx, "serve answers with the keys and access keys of an existing store (create-key, then create-access-key)"); err != nil {
 			return err
 		}
-		return a.serve(ctx, addr, tlsConfig)
+		if maxLoaded < 1 {
+			return usageError("--max-loaded-keys must be at least 1, not %d", maxLoaded)
+		}
+		return a.serve(ctx, addr, tlsConfig, maxLoaded)
 	})
 	return c
 }
@@ -129,13 +136,16 @@ func isLoopbackHost(host string) bool {
 
 // serve runs the endpoint on addr until ctx ends, with the rotation
 // scheduler over the store's keys.
-func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) error {
+func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, maxLoaded int) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
-	keys := a.newServeKeys(logger)
+	keys, err := a.newServeKeys(ctx, logger, maxLoaded)
+	if err != nil {
+		return err
+	}
 	h, err := kmsapi.New(a.st, a.rk,
 		kmsapi.WithRegion(a.region), kmsapi.WithAccount(a.account),
 		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys),
-		kmsapi.WithLogger(logger))
+		kmsapi.WithLogger(logger), kmsapi.WithMaxLoadedKeys(maxLoaded))
 	if err != nil {
 		return err
 	}
@@ -159,13 +169,12 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) err
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	// The scheduler and the key list run on a context of their own, so
-	// that they stop only after the last request.
+	// The scheduler runs on a context of its own, so that it stops only
+	// after the last request.
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer wg.Wait()
 	defer stop()
-	keys.sync(bg)
 	wg.Go(func() { keys.run(bg) })
 
 	served := make(chan error, 1)
