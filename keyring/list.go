@@ -145,4 +145,3 @@ func ListAliasPage(ctx context.Context, st store.Store, after string, limit int,
 	}
 	return out, more, nil
 }
-
