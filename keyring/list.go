@@ -46,6 +46,13 @@ func ListPage(ctx context.Context, st store.Store, after string, limit int) (ids
 			return nil, false, fmt.Errorf("keyring: list keys: %w", err)
 		}
 		for _, id := range page {
+			// What the store lists is not trusted to be in order: an ID
+			// listed twice or out of order would repeat keys, or make
+			// the cursor stand still.
+			if id <= after {
+				return nil, false, fmt.Errorf("%w: the store listed key %q after %q (listed twice or out of order)", ErrTampered, id, after)
+			}
+			after = id
 			if !isReserved(id) {
 				ids = append(ids, id)
 			}
@@ -53,7 +60,6 @@ func ListPage(ctx context.Context, st store.Store, after string, limit int) (ids
 		if len(page) < min(limit+1, store.MaxPage) {
 			break
 		}
-		after = page[len(page)-1]
 	}
 	if len(ids) > limit {
 		return ids[:limit], true, nil
@@ -99,6 +105,11 @@ func ListAliasPage(ctx context.Context, st store.Store, after string, limit int,
 	page, err := p.ListAliasPage(ctx, after, min(limit+1, store.MaxPage))
 	if err != nil {
 		return nil, false, fmt.Errorf("keyring: list aliases: %w", err)
+	}
+	for i, a := range page {
+		if a.Alias <= after || i > 0 && a.Alias <= page[i-1].Alias {
+			return nil, false, fmt.Errorf("%w: the store listed alias %q twice or out of order", ErrTampered, a.Alias)
+		}
 	}
 	more := len(page) > limit
 	page = page[:min(limit, len(page))]

@@ -1,6 +1,7 @@
 package keyring_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/kmsring/kmsring/keyring"
@@ -72,4 +73,35 @@ func TestListAliasPage(t *testing.T) {
 	_, _, err = keyring.ListAliasPage(ctx, st, "", 10)
 	require.ErrorIs(t, err, keyring.ErrTampered)
 	assert.Contains(t, err.Error(), a.ID())
+}
+
+// dupStore lists every key twice: a store edited, or a broken backend.
+type dupStore struct{ *memstore.Store }
+
+func (d dupStore) ListPage(ctx context.Context, after string, limit int) ([]string, error) {
+	ids, err := d.Store.ListPage(ctx, after, limit)
+	if len(ids) > 0 {
+		ids = append([]string{ids[0]}, ids...)
+	}
+	return ids, err
+}
+
+func (d dupStore) ListAliasPage(ctx context.Context, after string, limit int) ([]store.AliasEntry, error) {
+	as, err := d.Store.ListAliasPage(ctx, after, limit)
+	if len(as) > 0 {
+		as = append([]store.AliasEntry{as[0]}, as...)
+	}
+	return as, err
+}
+
+func TestListPageStoreListsTwice(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	newKeys(t, st, 2)
+	newKeys(t, st, 1, keyring.WithAlias("alias/x"))
+	_, _, err := keyring.ListPage(ctx, dupStore{st}, "", 10)
+	require.ErrorIs(t, err, keyring.ErrTampered)
+	assert.Contains(t, err.Error(), "listed twice or out of order")
+	_, _, err = keyring.ListAliasPage(ctx, dupStore{st}, "", 10)
+	require.ErrorIs(t, err, keyring.ErrTampered)
 }

@@ -47,6 +47,13 @@ func (s *Scheduler) handleDue(ctx context.Context, p *pass) {
 			return
 		}
 		for _, e := range es {
+			if !after.Less(e) && after != (store.DueEntry{}) {
+				// The cursor would not move: a store that lists out of
+				// order. Stop here rather than loop.
+				p.errs = append(p.errs, fmt.Errorf("rotation: the due index listed %s at %v after %s at %v (out of order)", e.KeyID, e.Due, after.KeyID, after.Due))
+				return
+			}
+			after = e
 			if seen[e.KeyID] {
 				continue // listed twice: done once
 			}
@@ -60,7 +67,6 @@ func (s *Scheduler) handleDue(ctx context.Context, p *pass) {
 			return
 		}
 		n += len(es)
-		after = es[len(es)-1]
 	}
 	p.more = true
 }

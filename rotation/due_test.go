@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 type indexStore struct {
 	*memstore.Store
 	gets, dues atomic.Int64
-	extra      []store.DueEntry // listed first by ListDue from the start
+	extra      []store.DueEntry // merged into the first page ListDue returns
 }
 
 func (s *indexStore) Get(ctx context.Context, id string) (store.Record, error) {
@@ -35,6 +36,12 @@ func (s *indexStore) ListDue(ctx context.Context, through time.Time, after store
 	es, err := s.Store.ListDue(ctx, through, after, limit)
 	if after == (store.DueEntry{}) && len(s.extra) > 0 {
 		es = append(append([]store.DueEntry(nil), s.extra...), es...)
+		slices.SortFunc(es, func(a, b store.DueEntry) int {
+			if a.Less(b) {
+				return -1
+			}
+			return 1
+		})
 	}
 	return es, err
 }
@@ -176,4 +183,29 @@ func TestRunWithSet(t *testing.T) {
 	assert.Equal(t, k.ID(), e.KeyID)
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
+}
+
+// stuckIndex lists the same full page whatever the cursor: a broken or
+// edited store. A pass must end, with an error, not loop.
+type stuckIndex struct{ *memstore.Store }
+
+func (s stuckIndex) ListDue(_ context.Context, _ time.Time, _ store.DueEntry, limit int) ([]store.DueEntry, error) {
+	es := make([]store.DueEntry, limit)
+	for i := range es {
+		es[i] = store.DueEntry{KeyID: "00000000-0000-4000-8000-000000000000", Due: epoch}
+	}
+	return es, nil
+}
+
+func TestWithSetStuckIndexEnds(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
+	st := stuckIndex{memstore.New()}
+	makeKeys(t, st, clk, 1)
+	set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk))
+	require.NoError(t, err)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set))
+	_, err = s.RunOnce(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "out of order")
 }
