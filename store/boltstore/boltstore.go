@@ -113,8 +113,25 @@ func Open(path string) (*Store, error) {
 		release(id)
 		return nil, err
 	}
+	// prepare read every page through the memory map, which keeps them
+	// resident and counted in the process's memory; a fresh map holds only
+	// the pages used from now on (a store of 100,000 keys is 120 MB).
+	if fi, err := os.Stat(path); err == nil && fi.Size() > remapAbove {
+		db.Close()
+		release(id)
+		if db, id, err = openDB(path); err != nil {
+			if errors.Is(err, berrors.ErrTimeout) {
+				return nil, fmt.Errorf("%w: %s is in use by another process", ErrLocked, path)
+			}
+			return nil, fmt.Errorf("boltstore: reopen %s: %w", path, withoutPath(err))
+		}
+	}
 	return &Store{db: db, id: id}, nil
 }
+
+// remapAbove is the file size above which Open maps the file again after
+// checking it.
+var remapAbove int64 = 16 << 20
 
 // withoutPath returns the cause of an *fs.PathError, whose text repeats
 // the path the caller's message already names.

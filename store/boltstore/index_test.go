@@ -47,3 +47,25 @@ func TestDueIndexBuiltForOlderFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, rec.Due.Equal(time.Unix(0, 0)), "the record says what the index says")
 }
+
+// Open maps a large file again after checking it, so that the pages it
+// read are not kept resident; the store works the same after.
+func TestRemapAfterCheck(t *testing.T) {
+	defer boltstore.SetRemapAbove(0)()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "kmsring.db")
+	st, err := boltstore.Open(path)
+	require.NoError(t, err)
+	const a = "8a0c9f1e-2d4b-4c6a-9e1f-0b2c3d4e5f60"
+	_, err = st.Create(ctx, store.Record{KeyID: a, Data: []byte("a")}, []store.Version{{Number: 1, Data: []byte("v")}})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	st, err = boltstore.Open(path)
+	require.NoError(t, err)
+	defer st.Close()
+	rec, err := st.Get(ctx, a)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("a"), rec.Data)
+	_, err = boltstore.Open(path)
+	require.ErrorIs(t, err, boltstore.ErrLocked, "still held once")
+}
