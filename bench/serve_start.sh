@@ -2,7 +2,8 @@
 # serve_start.sh STORE [IDLE_SECONDS]: starts `kmsring serve` on STORE (a
 # bbolt file or postgres:// URL whose keys are under the all-zero root key,
 # as BenchmarkScale builds them), and prints the time until its "listening"
-# line, its RSS then, and the CPU it uses over IDLE_SECONDS (default 60)
+# line (and the CPU it used until then: steadier than wall time on a
+# loaded machine), its RSS then, and the CPU it uses over IDLE_SECONDS (default 60)
 # with nothing due. Needs an access key in the store for nothing; serve
 # only listens.
 set -euo pipefail
@@ -25,8 +26,8 @@ end=$(date +%s.%N)
 rss=$(awk '/^VmRSS/ {print $2}' /proc/$pid/status)
 ticks() { awk '{print $14 + $15}' /proc/$pid/stat; }
 t0=$(ticks)
+hz=$(getconf CLK_TCK)
 sleep "$idle"
 t1=$(ticks)
-hz=$(getconf CLK_TCK)
-echo "listening after $(echo "$end - $start" | bc) s; RSS at listening ${rss} KiB"
+echo "listening after $(echo "$end - $start" | bc) s ($(( t0 * 1000 / hz )) ms of CPU); RSS at listening ${rss} KiB"
 echo "idle CPU over ${idle} s: $(( (t1 - t0) * 1000 / hz )) ms ($(echo "scale=3; ($t1 - $t0) * 100 / $hz / $idle" | bc)% of a core)"
