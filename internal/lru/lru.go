@@ -9,6 +9,7 @@ package lru
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -100,7 +101,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 }
 
 func isContextError(err error) bool {
-	return err == context.Canceled || err == context.DeadlineExceeded
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Put holds v for key unless a value is held already, and returns the

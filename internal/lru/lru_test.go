@@ -106,3 +106,25 @@ func TestRemoveDuringLoad(t *testing.T) {
 	_, ok := c.Peek("k")
 	assert.False(t, ok, "a load that raced with Remove is not held")
 }
+
+// A waiter whose own context is fine loads again when the load it waited
+// for failed because the loader's context ended.
+func TestWaiterRetriesAfterLoaderCancelled(t *testing.T) {
+	c := New[int](0)
+	loaderCtx, cancel := context.WithCancel(t.Context())
+	started := make(chan struct{})
+	go c.Get(loaderCtx, "k", func(ctx context.Context) (int, error) {
+		close(started)
+		<-ctx.Done()
+		return 0, fmt.Errorf("load: %w", ctx.Err())
+	})
+	<-started
+	done := make(chan int)
+	go func() {
+		v, err := c.Get(t.Context(), "k", func(context.Context) (int, error) { return 5, nil })
+		assert.NoError(t, err)
+		done <- v
+	}()
+	cancel()
+	assert.Equal(t, 5, <-done)
+}
