@@ -1,6 +1,7 @@
 package kmsapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/kmsring/kmsring/audit"
@@ -164,7 +167,7 @@ func New(st store.Store, rk tink.AEAD, opts ...Option) (*Handler, error) {
 			return nil, err
 		}
 	}
-	h.accessKeys = newAccessKeys(st, rk)
+	h.accessKeys = newAccessKeys(st, rk, h.clock, h.refresh/2)
 	h.verifier = newVerifier(h.region, h.clock, h.accessKeys.get)
 	h.keys.init()
 	return h, nil
@@ -203,6 +206,9 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 	}
 	ak, err := h.verifier.verify(r.Context(), r, body)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkText(body); err != nil {
 		return nil, err
 	}
 	name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
@@ -275,27 +281,87 @@ func isAccessDenied(err error) bool {
 	return errors.As(err, &ae) && ae.Type == "AccessDeniedException"
 }
 
-// readBody reads the request body, refusing one larger than limit.
+// readBody reads the request body, refusing one larger than limit. It
+// reads incrementally: memory follows the bytes that arrive, not the
+// length a client announces before it has authenticated.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, errTooLarge(limit)
 	}
-	var body []byte
-	var err error
-	if r.ContentLength >= 0 {
-		// The usual case: one allocation of the announced size.
-		body = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(r.Body, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
-	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), initialBodyBuffer)))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, &apiError{Type: "SerializationException", Message: "cannot read the request body"}
 	}
-	if int64(len(body)) > limit {
+	if int64(buf.Len()) > limit {
 		return nil, errTooLarge(limit)
 	}
-	return body, nil
+	if r.ContentLength >= 0 && int64(buf.Len()) != r.ContentLength {
+		return nil, &apiError{Type: "SerializationException", Message: "the request body is shorter than its Content-Length"}
+	}
+	return buf.Bytes(), nil
+}
+
+// initialBodyBuffer is what readBody allocates before bytes arrive.
+const initialBodyBuffer = 4 << 10
+
+// checkText refuses a request body whose strings would not survive
+// decoding unchanged: bytes that are not UTF-8, and \u escapes of lone
+// UTF-16 surrogates, both of which encoding/json turns into U+FFFD, so
+// that two different wire requests would name one encryption context.
+func checkText(body []byte) error {
+	if !utf8.Valid(body) {
+		return errValidation("the request is not valid UTF-8")
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		if body[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(body[i+2:])
+		switch {
+		case !ok:
+		case utf16.IsSurrogate(r) && r < 0xdc00:
+			// A high surrogate must be followed by an escaped low one.
+			lo, ok := rune(0), false
+			if len(body) >= i+12 && body[i+6] == '\\' && body[i+7] == 'u' {
+				lo, ok = hex4(body[i+8:])
+			}
+			if !ok || lo < 0xdc00 || lo > 0xdfff {
+				return errValidation("the request holds a lone UTF-16 surrogate escape")
+			}
+			i += 11
+			continue
+		case utf16.IsSurrogate(r):
+			return errValidation("the request holds a lone UTF-16 surrogate escape")
+		}
+		i += 5
+	}
+	return nil
+}
+
+// hex4 parses the 4 hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 func errTooLarge(limit int64) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/pgstore"
 	"github.com/kmsring/kmsring/store/storetest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -85,6 +86,35 @@ func TestNotify(t *testing.T) {
 		t.Fatal("a subscriber of another key was signalled")
 	default:
 	}
+}
+
+// TestChanges: a ChangeFeed subscriber hears of every key another process
+// changes, by key ID, and "" when the listener (re)connects.
+func TestChanges(t *testing.T) {
+	ctx := t.Context()
+	dsn := freshDSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	var recs []store.Record
+	for _, id := range []string{"k1", "k2"} {
+		rec, err := a.Create(ctx, store.Record{KeyID: id, Data: []byte("x")}, []store.Version{{Number: 1, Data: []byte("v")}})
+		require.NoError(t, err)
+		recs = append(recs, rec)
+	}
+	got := make(chan string, 10)
+	stop := b.Changes(func(id string) { got <- id })
+	require.Equal(t, "", <-got, "the listener is up")
+	for _, rec := range recs {
+		_, err := a.Update(ctx, rec, nil)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, "k1", <-got)
+	assert.Equal(t, "k2", <-got)
+	stop()
+	_, err := a.Update(ctx, store.Record{KeyID: "k1", Revision: recs[0].Revision + 1, Data: []byte("y")}, nil)
+	require.NoError(t, err)
+	_, err = b.Get(ctx, "k1") // a round trip after the notification
+	require.NoError(t, err)
+	assert.Empty(t, got, "no calls after stop")
 }
 
 func TestNewOnCallersPool(t *testing.T) {
