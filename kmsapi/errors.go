@@ -57,6 +57,7 @@ var errorTable = []struct {
 	{keyring.ErrInvalidArgument, "ValidationException"},
 	{ErrMalformedPolicy, "MalformedPolicyDocumentException"},
 	{store.ErrExists, "AlreadyExistsException"},
+	{ErrAccessKeyNotFound, "NoSuchEntityException"}, // IAM's name; the verifier answers UnrecognizedClientException
 	{context.DeadlineExceeded, "DependencyTimeoutException"},
 }
 

@@ -86,9 +86,13 @@ number of serve processes share the keys.`,
 			}
 			tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
-		if err := a.openExisting(ctx, "serve answers with the keys and access keys of an existing store (create-key, then create-access-key)"); err != nil {
+		// On first use the store and its root key are created, as
+		// create-key creates them: serve in an empty directory is an
+		// empty KMS (CreateKey over the wire fills it).
+		if err := a.open(ctx, true); err != nil {
 			return err
 		}
+		a.keepCreated()
 		return a.serve(ctx, addr, tlsConfig)
 	})
 	return c
