@@ -38,6 +38,45 @@ type Handler struct {
 	verifier   *verifier
 	accessKeys *accessKeys
 	keys       keyCache
+	observers  []func(context.Context, Request)
+}
+
+// Request describes one answered request, for logs and metrics
+// (WithRequestObserver). It holds nothing secret: no body, no signature.
+type Request struct {
+	// Time is when the request arrived; Duration how long it took.
+	Time     time.Time
+	Duration time.Duration
+	// RequestID is the X-Amzn-Requestid the response carried.
+	RequestID string
+	// Operation is the API operation ("Encrypt"), or "" when the target
+	// is missing or not an operation this endpoint knows.
+	Operation string
+	// Principal is the caller's IAM user ARN and AccessKeyID the key it
+	// signed with; both "" when the request did not authenticate.
+	Principal   string
+	AccessKeyID string
+	// KeyID is the key the request resolved, when it got that far.
+	KeyID string
+	// Exception is the AWS exception answered ("AccessDeniedException"),
+	// "" on success; Status the HTTP status.
+	Exception string
+	Status    int
+	// RemoteAddr is the client's address, as net/http reports it.
+	RemoteAddr string
+}
+
+// WithRequestObserver calls fn after every request with what it was and
+// how it ended: a request log, Prometheus metrics. fn runs on the
+// request's goroutine after the response is written, and should be quick.
+func WithRequestObserver(fn func(context.Context, Request)) Option {
+	return func(h *Handler) error {
+		if fn == nil {
+			return errors.New("kmsapi: nil request observer")
+		}
+		h.observers = append(h.observers, fn)
+		return nil
+	}
 }
 
 // Option configures New.
@@ -187,16 +226,27 @@ type caller struct {
 
 // ServeHTTP answers one AWS KMS API request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Amzn-Requestid", uuid.NewString())
-	resp, err := h.serve(r)
+	info := Request{Time: h.clock.Now(), RequestID: uuid.NewString(), RemoteAddr: r.RemoteAddr, Status: http.StatusOK}
+	w.Header().Set("X-Amzn-Requestid", info.RequestID)
+	note := &auditNote{}
+	resp, err := h.serve(r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note)), &info)
 	if err != nil {
-		h.writeError(w, r, err)
+		ae := h.writeError(w, r, err)
+		info.Exception, info.Status = ae.Type, ae.status()
+	} else {
+		writeResponse(w, resp)
+	}
+	if len(h.observers) == 0 {
 		return
 	}
-	writeResponse(w, resp)
+	info.KeyID = note.keyID
+	info.Duration = h.clock.Now().Sub(info.Time)
+	for _, fn := range h.observers {
+		fn(r.Context(), info)
+	}
 }
 
-func (h *Handler) serve(r *http.Request) (any, error) {
+func (h *Handler) serve(r *http.Request, info *Request) (any, error) {
 	if r.Method != http.MethodPost {
 		return nil, &apiError{Type: "UnknownOperationException", Message: "the AWS KMS API takes POST requests"}
 	}
@@ -216,9 +266,11 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 		return nil, &apiError{Type: "UnknownOperationException", Message: "X-Amz-Target must be " + targetPrefix + "OPERATION"}
 	}
 	op, ok := operations[name]
+	info.Principal, info.AccessKeyID = ak.ARN(h.account), ak.ID
 	if !ok {
 		return nil, errUnsupported(fmt.Sprintf("%s is not supported by this endpoint", truncate(name)))
 	}
+	info.Operation = name
 	c := &caller{key: ak, arn: ak.ARN(h.account)}
 	ctx := audit.WithPrincipal(r.Context(), c.arn)
 	if !unaudited[name] {
@@ -226,10 +278,16 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 	}
 	// The keyring audits what it does; reads it is not asked to do are
 	// audited here, as CloudTrail records them, with the key they resolved.
-	note := &auditNote{}
-	resp, err := op(h, context.WithValue(ctx, auditNoteKey{}, note), c, body)
+	resp, err := op(h, ctx, c, body)
 	if !isAccessDenied(err) { // denials are audited where they are decided
-		h.audit(ctx, name, note.keyID, nil, err)
+		var keyID string
+		if note, ok := ctx.Value(auditNoteKey{}).(*auditNote); ok {
+			keyID = note.keyID
+		}
+		if aerr := h.audit(ctx, name, keyID, nil, err); aerr != nil && err == nil {
+			// A fail-closed auditor did not store the record in time.
+			return nil, aerr
+		}
 	}
 	return resp, err
 }
@@ -263,17 +321,23 @@ var auditOps = map[string]keyring.Operation{
 }
 
 // audit sends the handler's auditors a record of a request the keyring did
-// not record itself: a denial, or an operation in unaudited. The outcome
-// stands whatever an auditor says.
-func (h *Handler) audit(ctx context.Context, action, keyID string, ec map[string]string, err error) {
+// not record itself: a denial, or an operation in unaudited. It returns
+// the first auditor's error, wrapping keyring.ErrAudit: a read then fails
+// as a keyring operation does under a fail-closed auditor; a denial stands
+// whatever an auditor says.
+func (h *Handler) audit(ctx context.Context, action, keyID string, ec map[string]string, err error) error {
 	op, ok := auditOps[action]
 	if !ok {
 		op = keyring.Operation(action)
 	}
 	ev := keyring.AuditEvent{Time: h.clock.Now().UTC(), Operation: op, KeyID: keyID, EncryptionContext: ec, Err: err}
+	var first error
 	for _, a := range h.auditors {
-		a.Audit(ctx, ev)
+		if aerr := a.Audit(ctx, ev); aerr != nil && first == nil {
+			first = fmt.Errorf("%w: %s: %w", keyring.ErrAudit, op, aerr)
+		}
 	}
+	return first
 }
 
 func isAccessDenied(err error) bool {
@@ -368,8 +432,9 @@ func errTooLarge(limit int64) error {
 	return &apiError{Type: "RequestEntityTooLargeException", Message: fmt.Sprintf("the request body exceeds %d bytes", limit)}
 }
 
-// writeError answers with err's exception, logging internal failures.
-func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError answers with err's exception, logging internal failures, and
+// returns the exception.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) *apiError {
 	ae := toAPIError(err)
 	if ae.Type == "KMSInternalException" || ae.Type == "DependencyTimeoutException" {
 		h.log.LogAttrs(r.Context(), slog.LevelError, "kmsapi: request failed",
@@ -378,4 +443,5 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			slog.String("err", err.Error()))
 	}
 	writeErrorBody(w, ae)
+	return ae
 }

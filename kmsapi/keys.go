@@ -143,13 +143,11 @@ func (h *Handler) resolve(ctx context.Context, keyID string) (*keyEntry, error) 
 		return nil, err
 	}
 	if alias == "" {
-		noteKey(ctx, id)
 		return h.entry(ctx, id)
 	}
 	if id, err = h.resolveAlias(ctx, alias); err != nil {
 		return nil, err
 	}
-	noteKey(ctx, id)
 	e, err := h.entry(ctx, id)
 	if err != nil {
 		return nil, err
@@ -206,6 +204,7 @@ func (h *Handler) forgetAlias(alias string) {
 // entry returns the cached key id, loading it on a miss, and refreshing it
 // when its view is older than the refresh interval.
 func (h *Handler) entry(ctx context.Context, id string) (*keyEntry, error) {
+	noteKey(ctx, id)
 	h.keys.mu.RLock()
 	e := h.keys.byID[id]
 	h.keys.mu.RUnlock()

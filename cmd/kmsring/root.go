@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/jmespath/go-jmespath"
 	"github.com/kmsring/kmsring/audit"
@@ -44,6 +45,9 @@ type app struct {
 	created     []string
 	createdNote string
 	keys        map[string]*keyring.Keyring // loaded keys by ID and by the name used
+	// auditFailClosed, when positive, makes the audit log fail-closed
+	// with that bound (serve --audit-fail-closed).
+	auditFailClosed time.Duration
 }
 
 // storeCloser is what kmsring needs of a store: keys, the audit log, Close.

@@ -35,8 +35,20 @@ const (
 	shutdownTimeout = 10 * time.Second
 )
 
+// defaultMaxConnections caps serve's concurrent connections.
+const defaultMaxConnections = 1024
+
+// serveFlags are serve's settings beyond where it listens.
+type serveFlags struct {
+	logFormat       string
+	metricsAddr     string
+	maxConnections  int
+	auditFailClosed time.Duration
+}
+
 func (a *app) serveCommand() *cobra.Command {
 	var addr, certFile, keyFile string
+	var sf serveFlags
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the AWS KMS-compatible endpoint over the store's keys",
@@ -74,10 +86,28 @@ number of serve processes share the keys.`,
 	c.Flags().StringVar(&addr, "addr", defaultAddr, "the address to listen on, HOST:PORT (port 0 picks a free one)")
 	c.Flags().StringVar(&certFile, "tls-cert", "", "serve HTTPS with this certificate (PEM; the chain, leaf first)")
 	c.Flags().StringVar(&keyFile, "tls-key", "", "the private key of --tls-cert (PEM)")
+	c.Flags().StringVar(&sf.logFormat, "log-format", "text", "the request log on standard error: text or json")
+	c.Flags().StringVar(&sf.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on HOST:PORT")
+	c.Flags().IntVar(&sf.maxConnections, "max-connections", defaultMaxConnections, "the most client connections served at once; more wait")
+	c.Flags().DurationVar(&sf.auditFailClosed, "audit-fail-closed", 0, "fail a request (KMSInternalException) whose audit record is not stored within this duration, such as 2s (default: fail-open, records written behind)")
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		if err := checkListenAddr(addr, certFile, keyFile); err != nil {
 			return err
 		}
+		if err := checkMetricsAddr(sf.metricsAddr); err != nil {
+			return err
+		}
+		if sf.maxConnections < 1 {
+			return usageError("--max-connections must be at least 1, not %d", sf.maxConnections)
+		}
+		if sf.auditFailClosed < 0 {
+			return usageError("--audit-fail-closed must be a positive duration, not %v", sf.auditFailClosed)
+		}
+		logger, err := newLogger(a.stderr, sf.logFormat)
+		if err != nil {
+			return err
+		}
+		a.auditFailClosed = sf.auditFailClosed
 		var tlsConfig *tls.Config
 		if certFile != "" {
 			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -93,7 +123,7 @@ number of serve processes share the keys.`,
 			return err
 		}
 		a.keepCreated()
-		return a.serve(ctx, addr, tlsConfig)
+		return a.serve(ctx, addr, tlsConfig, logger, sf)
 	})
 	return c
 }
@@ -133,13 +163,15 @@ func isLoopbackHost(host string) bool {
 
 // serve runs the endpoint on addr until ctx ends, with the rotation
 // scheduler over the store's keys.
-func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) error {
-	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
+func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, sf serveFlags) error {
 	keys := a.newServeKeys(logger)
+	m := newMetrics(keys.clock)
+	keys.collector = m.keys
 	h, err := kmsapi.New(a.st, a.rk,
 		kmsapi.WithRegion(a.region), kmsapi.WithAccount(a.account),
-		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys),
-		kmsapi.WithLogger(logger))
+		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys), kmsapi.WithAuditor(m.keys),
+		kmsapi.WithLogger(logger),
+		kmsapi.WithRequestObserver(logRequest(logger)), kmsapi.WithRequestObserver(m.observe))
 	if err != nil {
 		return err
 	}
@@ -147,6 +179,7 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) err
 	if err != nil {
 		return err
 	}
+	ln = newLimitListener(ln, sf.maxConnections)
 	// "localhost" resolved to an address beyond loopback, say.
 	if tcp, ok := ln.Addr().(*net.TCPAddr); tlsConfig == nil && (!ok || !tcp.IP.IsLoopback()) {
 		ln.Close()
@@ -171,6 +204,9 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) err
 	defer stop()
 	keys.sync(bg)
 	wg.Go(func() { keys.run(bg) })
+	// Changes other processes make (PostgreSQL's notifications) reach
+	// the handler's caches at once.
+	wg.Go(func() { h.Watch(bg) })
 
 	served := make(chan error, 1)
 	go func() {
@@ -181,6 +217,15 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) err
 		}
 	}()
 	fmt.Fprintf(a.stdout, "listening on %s\n", listenURL(addr, ln.Addr(), tlsConfig != nil))
+	if sf.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(bg, sf.metricsAddr, m.handler(a.st, logger), a.stdout, logger)
+		if err != nil {
+			srv.Close()
+			<-served
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	select {
 	case err := <-served:

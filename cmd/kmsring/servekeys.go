@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kmsring/kmsring/audit"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/rotation"
 )
@@ -32,6 +33,9 @@ type serveKeys struct {
 	sched   *rotation.Scheduler
 	log     *slog.Logger
 	touched chan string
+	// collector, when set, reports every key the scheduler holds
+	// (serve's /metrics).
+	collector *audit.Collector
 
 	// owned by sync and touch, which run in one goroutine
 	held   map[string]*keyring.Keyring
@@ -157,4 +161,7 @@ func (s *serveKeys) add(ctx context.Context, id string) {
 	}
 	s.held[id] = k
 	s.sched.Add(k)
+	if s.collector != nil {
+		s.collector.Add(k)
+	}
 }

@@ -97,7 +97,11 @@ func (a *app) open(ctx context.Context, create bool) error {
 		return a.explain(err)
 	}
 	a.mac = mac
-	a.log = audit.New(audit.WithStore(a.st), audit.WithMAC(mac))
+	aopts := []audit.Option{audit.WithStore(a.st), audit.WithMAC(mac)}
+	if a.auditFailClosed > 0 {
+		aopts = append(aopts, audit.WithFailClosed(a.auditFailClosed))
+	}
+	a.log = audit.New(aopts...)
 	a.opened = true
 	return nil
 }
