@@ -53,7 +53,8 @@ type Request struct {
 	// is missing or not an operation this endpoint knows.
 	Operation string
 	// Principal is the caller's IAM user ARN and AccessKeyID the key it
-	// signed with; both "" when the request did not authenticate.
+	// signed with. When the request did not authenticate, Principal is ""
+	// and AccessKeyID the key ID the request claimed, if any.
 	Principal   string
 	AccessKeyID string
 	// KeyID is the key the request resolved, when it got that far.
@@ -93,6 +94,9 @@ const (
 	// grow before a request re-reads it from the store.
 	DefaultRefreshInterval = time.Second
 )
+
+// claimedKeyRE finds the access key ID in an Authorization header.
+var claimedKeyRE = regexp.MustCompile(`Credential=(AKIA[A-Z2-7]{16})/`)
 
 var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
@@ -250,12 +254,20 @@ func (h *Handler) serve(r *http.Request, info *Request) (any, error) {
 	if r.Method != http.MethodPost {
 		return nil, &apiError{Type: "UnknownOperationException", Message: "the AWS KMS API takes POST requests"}
 	}
+	if name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix); ok && operations[name] != nil {
+		info.Operation = name
+	}
 	body, err := readBody(r, h.maxBody)
 	if err != nil {
 		return nil, err
 	}
 	ak, err := h.verifier.verify(r.Context(), r, body)
 	if err != nil {
+		// The access key ID the request claims, for the log of a
+		// refused request: an ID, never the signature.
+		if m := claimedKeyRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+			info.AccessKeyID = m[1]
+		}
 		return nil, err
 	}
 	if err := checkText(body); err != nil {
@@ -270,7 +282,6 @@ func (h *Handler) serve(r *http.Request, info *Request) (any, error) {
 	if !ok {
 		return nil, errUnsupported(fmt.Sprintf("%s is not supported by this endpoint", truncate(name)))
 	}
-	info.Operation = name
 	c := &caller{key: ak, arn: ak.ARN(h.account)}
 	ctx := audit.WithPrincipal(r.Context(), c.arn)
 	if !unaudited[name] {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/kmsapi"
+	"github.com/kmsring/kmsring/store/boltstore"
 	"github.com/spf13/cobra"
 )
 
@@ -180,6 +181,19 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, log
 		return err
 	}
 	ln = newLimitListener(ln, sf.maxConnections)
+	// Beside an embedded store, the control socket lets every other
+	// command use the store while serve holds it.
+	if bs, ok := a.st.(*boltstore.Store); ok {
+		stopControl, err := listenControl(a.storeURL, &ControlService{st: bs, changed: func(id string) {
+			h.Changed(context.WithoutCancel(ctx), id)
+			keys.changed(id)
+		}}, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopControl()
+	}
 	// "localhost" resolved to an address beyond loopback, say.
 	if tcp, ok := ln.Addr().(*net.TCPAddr); tlsConfig == nil && (!ok || !tcp.IP.IsLoopback()) {
 		ln.Close()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/kmsring/kmsring/audit"
@@ -86,6 +87,18 @@ func (s *serveKeys) Audit(_ context.Context, e keyring.AuditEvent) error {
 		}
 	}
 	return nil
+}
+
+// changed queues a key another command changed through the control
+// socket, without blocking, so that the scheduler sees it.
+func (s *serveKeys) changed(id string) {
+	if strings.HasPrefix(id, keyring.ReservedPrefix) {
+		return // an access key, the audit key: not a key to schedule
+	}
+	select {
+	case s.touched <- id:
+	default:
+	}
 }
 
 // run runs the scheduler and keeps its keys until ctx ends.
