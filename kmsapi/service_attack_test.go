@@ -261,3 +261,24 @@ func TestAttackFinding9SlowRevocationAcrossReplicas(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 }
+
+// TestAttackFinding1PermittedCallBricksKey: a principal allowed
+// kms:PutKeyPolicy stores a 32 KiB policy of '<' characters; after a
+// restart (a new handler over the store) the key still works, its
+// ciphertexts open, and ListAliases answers every caller.
+func TestAttackFinding1PermittedCallBricksKey(t *testing.T) {
+	e := newEnv(t)
+	id, _ := e.admin.createKey(obj{"Policy": `{"Statement": {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "kms:*", "Resource": "*"}}`})
+	e.admin.do("CreateAlias", obj{"AliasName": "alias/victim", "TargetKeyId": id})
+	blob := e.alice.do("Encrypt", obj{"KeyId": id, "Plaintext": b64([]byte("x"))})["CiphertextBlob"]
+	head := `{"Statement": {"Sid": "`
+	tail := `", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "kms:*", "Resource": "*"}}`
+	policy := head + strings.Repeat("<", MaxPolicySize-len(head)-len(tail)) + tail
+	e.alice.do("PutKeyPolicy", obj{"KeyId": id, "PolicyName": "default", "Policy": policy})
+	e.alice.do("UpdateKeyDescription", obj{"KeyId": id, "Description": strings.Repeat("<", 8192)})
+
+	restarted := e.handler()
+	e.alice.via(restarted).do("Decrypt", obj{"CiphertextBlob": blob})
+	e.admin.via(restarted).do("ListAliases", obj{})
+	e.alice.via(restarted).do("PutKeyPolicy", obj{"KeyId": id, "PolicyName": "default", "Policy": `{"Statement": {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "kms:*", "Resource": "*"}}`})
+}
