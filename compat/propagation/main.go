@@ -86,7 +86,9 @@ func main() {
 	var created struct{ KeyMetadata struct{ KeyId string } }
 	kmsringJSON(&created, "create-key", "--description", "propagation")
 	keyID := created.KeyMetadata.KeyId
-	type accessKey struct{ AccessKey struct{ AccessKeyId, SecretAccessKey string } }
+	type accessKey struct {
+		AccessKey struct{ AccessKeyId, SecretAccessKey string }
+	}
 	var admin, app accessKey
 	kmsringJSON(&admin, "create-access-key", "--principal", "ops", "--admin")
 	kmsringJSON(&app, "create-access-key", "--principal", "app", "--admin")
