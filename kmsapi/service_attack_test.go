@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kmsring/kmsring/internal/pgtest"
 	"github.com/kmsring/kmsring/keyring"
@@ -281,4 +282,27 @@ func TestAttackFinding1PermittedCallBricksKey(t *testing.T) {
 	e.alice.via(restarted).do("Decrypt", obj{"CiphertextBlob": blob})
 	e.admin.via(restarted).do("ListAliases", obj{})
 	e.alice.via(restarted).do("PutKeyPolicy", obj{"KeyId": id, "PolicyName": "default", "Policy": `{"Statement": {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/alice"}, "Action": "kms:*", "Resource": "*"}}`})
+}
+
+// FuzzCheckText: checkText never panics, and a body it accepts decodes
+// to strings that encode back to the same text (no lone surrogate or
+// invalid byte was silently replaced).
+func FuzzCheckText(f *testing.F) {
+	for _, s := range []string{`{"k": "\ud800"}`, `{"k": "\ud83d\ude00"}`, `{"k": "\\ud800"}`, `"\u00e9"`, "\"\xff\"", `"\udc00\ud800"`, `\`, `\u12`, `"\ud800\u"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if checkText(body) != nil {
+			return
+		}
+		var s string
+		if json.Unmarshal(body, &s) != nil {
+			return
+		}
+		if strings.ContainsRune(s, utf8.RuneError) {
+			lower := strings.ToLower(string(body))
+			assert.True(t, strings.Contains(lower, "\\ufffd") || strings.ContainsRune(string(body), utf8.RuneError),
+				"accepted %q decodes with a replacement character it did not hold", body)
+		}
+	})
 }
