@@ -3,6 +3,7 @@ package kmsapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -305,4 +306,25 @@ func FuzzCheckText(f *testing.F) {
 				"accepted %q decodes with a replacement character it did not hold", body)
 		}
 	})
+}
+
+// failingAuditor is a fail-closed audit log whose store does not answer.
+type failingAuditor struct{}
+
+func (failingAuditor) Audit(context.Context, keyring.AuditEvent) error {
+	return errors.New("audit store unavailable")
+}
+
+// TestAttackFinding9AuditFailClosed: with a fail-closed auditor that cannot
+// store records (serve --audit-fail-closed), a request whose record is not
+// stored fails with KMSInternalException instead of succeeding unaudited:
+// the keyring's operations and the reads the handler audits itself alike.
+func TestAttackFinding9AuditFailClosed(t *testing.T) {
+	e := newEnv(t)
+	id, _ := e.admin.createKey(obj{})
+	closed := e.handler(WithAuditor(failingAuditor{}))
+	e.admin.via(closed).fail("GenerateDataKey", obj{"KeyId": id, "KeySpec": "AES_256"}, "KMSInternalException")
+	e.admin.via(closed).fail("DescribeKey", obj{"KeyId": id}, "KMSInternalException")
+	e.admin.via(closed).fail("ListKeys", obj{}, "KMSInternalException")
+	e.admin.via(e.h).do("DescribeKey", obj{"KeyId": id}) // fail-open: answered
 }
