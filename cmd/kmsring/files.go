@@ -259,6 +259,9 @@ func (a *app) createOutput(path string) (*output, error) {
 	if path == "-" {
 		return &output{Writer: a.stdout}, nil
 	}
+	if err := checkReplaceable(path); err != nil {
+		return nil, fmt.Errorf("--out %w", err)
+	}
 	return createAtomic(path)
 }
 
@@ -332,7 +335,7 @@ func checkReplaceable(path string) error {
 	case m&fs.ModeSocket != 0:
 		what = "a socket"
 	}
-	return fmt.Errorf("--out %s is %s: refusing to replace it (give a regular file, a new path, or - for standard output)", path, what)
+	return fmt.Errorf("%s is %s: refusing to replace it (give a regular file, a new path, or - for standard output)", path, what)
 }
 
 // abort removes the temporary file unless commit put it in place.
