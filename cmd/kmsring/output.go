@@ -181,9 +181,10 @@ func (a *app) print(v any) error {
 		return printTable(a.stdout, v)
 	}
 	var out any = v
+	var rank map[string]int
 	if a.query != nil || a.output == "text" {
 		var err error
-		if out, err = toGeneric(v); err != nil {
+		if out, rank, err = toGeneric(v); err != nil {
 			return err
 		}
 	}
@@ -194,7 +195,9 @@ func (a *app) print(v any) error {
 		}
 	}
 	if a.output == "json" {
-		return writeJSON(a.stdout, out)
+		// Objects the query kept print in the response's field order,
+		// as the AWS CLI prints them.
+		return writeJSON(a.stdout, ordered(out, rank))
 	}
 	var buf bytes.Buffer
 	writeText(&buf, out, "", nil)
@@ -216,17 +219,114 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // toGeneric returns v's JSON form as maps, slices, strings, json.Numbers,
-// booleans and nils, which JMESPath and the text format work on.
-func toGeneric(v any) (any, error) {
+// booleans and nils, which JMESPath and the text format work on, and the
+// rank of each object key by its first place in that JSON (the response
+// shape's field order).
+func toGeneric(v any) (any, map[string]int, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var out any
-	err = d.Decode(&out)
-	return out, err
+	if err := d.Decode(&out); err != nil {
+		return nil, nil, err
+	}
+	rank := map[string]int{}
+	fieldRanks(reflect.TypeOf(v), rank, map[reflect.Type]bool{})
+	return out, rank, nil
+}
+
+// fieldRanks numbers the JSON field names of t's structs, depth first, in
+// their declaration order: the order the AWS response shapes print in.
+func fieldRanks(t reflect.Type, rank map[string]int, seen map[reflect.Type]bool) {
+	for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct || seen[t] {
+		return
+	}
+	seen[t] = true
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if _, ok := rank[name]; !ok {
+			rank[name] = len(rank)
+		}
+		fieldRanks(f.Type, rank, seen)
+	}
+}
+
+// orderedObject is a JSON object whose keys print in rank order (keys
+// without a rank, such as a multiselect's, after them, sorted).
+type orderedObject struct {
+	m    map[string]any
+	rank map[string]int
+}
+
+// ordered wraps the objects in v so that they print in rank order.
+func ordered(v any, rank map[string]int) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = ordered(x, rank)
+		}
+		return orderedObject{m, rank}
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = ordered(x, rank)
+		}
+		return out
+	}
+	return v
+}
+
+func (o orderedObject) MarshalJSON() ([]byte, error) {
+	keys := slices.Collect(maps.Keys(o.m))
+	slices.SortFunc(keys, func(a, b string) int {
+		ra, oka := o.rank[a]
+		rb, okb := o.rank[b]
+		switch {
+		case oka && okb:
+			return ra - rb
+		case oka != okb:
+			if oka {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(k); err != nil {
+			return nil, err
+		}
+		buf.WriteByte(':')
+		if err := enc.Encode(o.m[k]); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
 }
 
 // writeText writes v in the AWS CLI's text format (its formatter's

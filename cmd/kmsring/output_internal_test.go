@@ -31,7 +31,7 @@ func TestTextOutputMatchesAWSCLI(t *testing.T) {
 		{"empty list", map[string]any{"Keys": []any{}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := toGeneric(tc.in)
+			v, _, err := toGeneric(tc.in)
 			require.NoError(t, err)
 			var buf bytes.Buffer
 			writeText(&buf, v, "", nil)
@@ -69,4 +69,18 @@ func TestAttackFinding5NoConnectionCap(t *testing.T) {
 	third := <-accepted // accepted once one closed
 	third.Close()
 	second.Close()
+}
+
+// TestQueryKeepsResponseOrder: an object --query keeps prints its fields
+// in the response shape's order, as the AWS CLI does; keys of a
+// multiselect hash follow, sorted.
+func TestQueryKeepsResponseOrder(t *testing.T) {
+	v, rank, err := toGeneric(createAccessKeyOutput{accessKeyOutput{UserName: "u", AccessKeyId: "AKIA", Status: "Active"}})
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, writeJSON(&buf, ordered(v.(map[string]any)["AccessKey"], rank)))
+	assert.Regexp(t, `(?s)^\{\n    "UserName": "u",\n    "AccessKeyId": "AKIA",\n    "Status": "Active",\n    "SecretAccessKey": "",\n    "CreateDate": .*"Arn": "",\n    "Admin": false\n\}\n$`, buf.String())
+	buf.Reset()
+	require.NoError(t, writeJSON(&buf, ordered(map[string]any{"b": 1, "UserName": "u", "a": 2}, rank)))
+	assert.Equal(t, "{\n    \"UserName\": \"u\",\n    \"a\": 2,\n    \"b\": 1\n}\n", buf.String())
 }
