@@ -123,8 +123,17 @@ number of serve processes share the keys.`,
 		if err := a.open(ctx, true); err != nil {
 			return err
 		}
-		a.keepCreated()
-		return a.serve(ctx, addr, tlsConfig, logger, sf)
+		// A store made for this serve is kept once serve listens; if it
+		// cannot (the port is taken, say), nothing is left behind.
+		listening := false
+		err = a.serve(ctx, addr, tlsConfig, logger, sf, func() {
+			listening = true
+			a.keepCreated()
+		})
+		if !listening {
+			a.discardCreated()
+		}
+		return err
 	})
 	return c
 }
@@ -164,7 +173,7 @@ func isLoopbackHost(host string) bool {
 
 // serve runs the endpoint on addr until ctx ends, with the rotation
 // scheduler over the store's keys.
-func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, sf serveFlags) error {
+func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, sf serveFlags, ready func()) error {
 	keys := a.newServeKeys(logger)
 	m := newMetrics(keys.clock)
 	keys.collector = m.keys
@@ -230,6 +239,7 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, log
 			served <- srv.Serve(ln)
 		}
 	}()
+	ready()
 	fmt.Fprintf(a.stdout, "listening on %s\n", listenURL(addr, ln.Addr(), tlsConfig != nil))
 	if sf.metricsAddr != "" {
 		stopMetrics, err := serveMetrics(bg, sf.metricsAddr, m.handler(a.st, logger), a.stdout, logger)
