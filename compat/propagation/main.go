@@ -41,6 +41,7 @@ import (
 func main() {
 	dsn := flag.String("dsn", os.Getenv("KMSRING_TEST_POSTGRES_DSN"), "a PostgreSQL database to make a schema in")
 	trials := flag.Int("trials", 20, "trials of each change")
+	poolMax := flag.Int("pool-max-conns", 0, "the serves' connection pool size (pool_max_conns; 0: pgx's default)")
 	flag.Parse()
 	if *dsn == "" {
 		log.Fatal("give -dsn or KMSRING_TEST_POSTGRES_DSN")
@@ -64,6 +65,9 @@ func main() {
 	check(err)
 	q := u.Query()
 	q.Set("search_path", schema)
+	if *poolMax > 0 {
+		q.Set("pool_max_conns", fmt.Sprint(*poolMax))
+	}
 	u.RawQuery = q.Encode()
 	storeURL := u.String()
 
