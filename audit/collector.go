@@ -38,8 +38,9 @@ type Collector struct {
 	clock keyring.Clock
 	grace time.Duration
 
-	mu   sync.Mutex
-	keys []*keyring.Keyring
+	mu     sync.Mutex
+	keys   []*keyring.Keyring
+	source func() []*keyring.Keyring
 
 	ops, pendingUses                                          *prometheus.CounterVec
 	current, versions, enabled, sinceLast, untilNext, overdue *prometheus.Desc
@@ -56,6 +57,14 @@ func WithCollectorClock(c keyring.Clock) CollectorOption { return func(x *Collec
 // WithOverdueGrace sets the grace of kmsring_key_rotation_overdue (default
 // 0: overdue as soon as a rotation is past due).
 func WithOverdueGrace(d time.Duration) CollectorOption { return func(x *Collector) { x.grace = d } }
+
+// WithKeySource adds the keys f returns at each scrape to those added
+// with Add, for a process whose set of loaded keys changes (kmsring serve
+// reports the keys its bounded cache holds). f must be safe for
+// concurrent use.
+func WithKeySource(f func() []*keyring.Keyring) CollectorOption {
+	return func(x *Collector) { x.source = f }
+}
 
 // NewCollector returns a collector with no keys.
 func NewCollector(opts ...CollectorOption) *Collector {
@@ -119,6 +128,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	keys := append([]*keyring.Keyring(nil), c.keys...)
 	c.mu.Unlock()
+	if c.source != nil {
+		keys = append(keys, c.source()...)
+	}
 	now := c.clock.Now()
 	gauge := func(d *prometheus.Desc, v float64, id string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, id)

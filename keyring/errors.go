@@ -35,4 +35,9 @@ var (
 	// rotation period, an oversized plaintext, an invalid alias or
 	// encryption context, a creation-only option passed to Load.
 	ErrInvalidArgument = errors.New("keyring: invalid argument")
+
+	// ErrRecordTooLarge reports a change refused because the key's stored
+	// record would exceed MaxKeyRecordSize (a long policy, description
+	// and many long aliases together). Nothing was changed.
+	ErrRecordTooLarge = errors.New("keyring: key record too large")
 )

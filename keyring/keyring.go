@@ -180,6 +180,9 @@ func New(ctx context.Context, opts ...Option) (*Keyring, error) {
 	chain := []digest{chainNext(chainStart(k.bid), 1, v1.data)}
 	doc.Versions = chain[0]
 	rec := store.Record{KeyID: k.id, Aliases: doc.Aliases, Data: doc.seal(sk, k.bid), Due: doc.due(nil, []*version{v1})}
+	if err := checkRecordSize(k.bid, len(rec.Data), 0); err != nil {
+		return nil, k.audit(ctx, AuditEvent{Operation: OpCreateKey, Err: fmt.Errorf("keyring: create key: %w", err)})
+	}
 	rec, err = c.store.Create(ctx, rec, []store.Version{{Number: 1, Data: v1.data}})
 	if err != nil {
 		return nil, k.audit(ctx, AuditEvent{Operation: OpCreateKey, Err: fmt.Errorf("keyring: create key: %w", err)})

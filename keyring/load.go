@@ -85,12 +85,18 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 	if err != nil {
 		return err
 	}
+
 	if !slices.Equal(sortedAliases(rec.Aliases), doc.Aliases) {
 		return tampered(k.bid, "the store lists aliases %q, the key record %q", rec.Aliases, doc.Aliases)
 	}
 	k.mu.RLock()
 	have, haveChain, haveDoc, haveData := k.versions, k.chain, k.doc, k.rec.Data
 	k.mu.RUnlock()
+	if len(rec.Data) > MaxKeyRecordSize && len(rec.Data) != len(haveData) {
+		// Written by an older release: reported once per handle and size.
+		k.log().Warn("kmsring: key record is over the size a change may write; it loads, and a change that shortens it (its policy, description or aliases) is allowed",
+			"key_id", k.id, "bytes", len(rec.Data), "bound", MaxKeyRecordSize)
+	}
 	// The store's revision is not authenticated; the record's change count
 	// is. A record older than one this handle has seen is a rollback (a
 	// restored backup, a replayed record), and another record with the

@@ -47,8 +47,12 @@ func (k *Keyring) mutateAliases(ctx context.Context, op string, fn func(aliases 
 		doc.Aliases = sortedAliases(rec.Aliases)
 		rec.Aliases = doc.Aliases
 		doc.Seq++
+		old := len(rec.Data)
 		rec.Data = doc.seal(k.sk, k.bid)
 		rec.Due = doc.due(vs[:lo], tail)
+		if err := checkRecordSize(k.bid, len(rec.Data), old); err != nil {
+			return fmt.Errorf("keyring: %s: %w", op, err)
+		}
 		svs := make([]store.Version, len(put))
 		for i, v := range put {
 			svs[i] = store.Version{Number: v.Number, Data: v.data}

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -30,9 +31,17 @@ const recordFormat = 1
 // Bounds on what is read from a store, checked before anything is
 // allocated or computed from it.
 const (
-	// maxKeyRecord bounds a key record: the document (policy included)
-	// and its tag.
-	maxKeyRecord = 64 << 10
+	// maxKeyRecord bounds a key record read from a store: the document
+	// (policy included) and its tag. It is well above maxKeyRecordWrite,
+	// so that a record an older release wrote past the write bound (up
+	// to 192 KB of JSON-escaped policy was seen) still loads and can be
+	// repaired.
+	maxKeyRecord = 1 << 20
+	// MaxKeyRecordSize bounds the stored size of a key record a mutation
+	// writes (ErrRecordTooLarge). AWS's documented maxima together (a
+	// 32 KiB policy of any characters, an 8192-character description,
+	// 100 aliases of 256 characters) stay below it.
+	MaxKeyRecordSize = 256 << 10
 	// maxVersionRecord bounds a version record: its metadata and wrapped
 	// material (a remote root key's ciphertext included).
 	maxVersionRecord = 16 << 10
@@ -108,10 +117,36 @@ func keyRecordTag(sk *storeKeys, id [16]byte, doc []byte) []byte {
 	return m.Sum(nil)
 }
 
-// seal returns the stored bytes of d: its JSON document and its tag.
+// seal returns the stored bytes of d: its JSON document and its tag. The
+// document is encoded without HTML escaping: a policy of '<' characters
+// costs a byte each, not six.
 func (d *keyDoc) seal(sk *storeKeys, id [16]byte) []byte {
-	doc := mustJSON(d)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(d); err != nil {
+		panic("keyring: marshal record: " + err.Error())
+	}
+	doc := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return append(doc, keyRecordTag(sk, id, doc)...)
+}
+
+// recordSlack is how much a change may grow a record that is already
+// over MaxKeyRecordSize: room for its state, counters and dates to
+// change, none for a longer policy, description or alias list.
+const recordSlack = 1 << 10
+
+// checkRecordSize refuses a key record of size bytes to be written over
+// one of old bytes (0 for a new key): over MaxKeyRecordSize, unless the
+// old record was already over it (written by an older release) and the
+// change does not grow it by more than recordSlack, so that the key stays
+// usable and can be repaired.
+func checkRecordSize(id [16]byte, size, old int) error {
+	if size <= MaxKeyRecordSize || (old > MaxKeyRecordSize && size <= old+recordSlack && size <= maxKeyRecord) {
+		return nil
+	}
+	return fmt.Errorf("%w: key %s: the record would be %d bytes, over %d (shorten the policy or description, or remove aliases)",
+		ErrRecordTooLarge, keyIDString(id), size, MaxKeyRecordSize)
 }
 
 // openKeyDoc authenticates and parses a stored key record of key id. It

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
@@ -31,7 +32,7 @@ func TestCreateAccessKey(t *testing.T) {
 	assert.Equal(t, "arn:aws:iam::000000000000:user/alice", a.ARN("000000000000"))
 
 	// Another process sharing the store: a cache miss reads it.
-	keys := newAccessKeys(st, rk)
+	keys := newAccessKeys(st, rk, keyring.RealClock(), time.Second)
 	got, err := keys.get(ctx, a.ID)
 	require.NoError(t, err)
 	assert.Equal(t, a.SecretAccessKey(), got.SecretAccessKey())
@@ -168,7 +169,7 @@ func TestAccessKeyRecordHostile(t *testing.T) {
 			require.Error(t, err, "a planted record must not load")
 			assert.NotErrorIs(t, err, errUnknownAccessKey, "a planted record is corrupt, not unknown")
 			assert.NotContains(t, err.Error(), marker, "the message must not echo the record")
-			c := newAccessKeys(st, rk)
+			c := newAccessKeys(st, rk, keyring.RealClock(), time.Second)
 			for range 3 {
 				_, err = c.get(ctx, id)
 				require.Error(t, err, "a planted record must not authenticate a request")

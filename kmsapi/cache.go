@@ -33,6 +33,17 @@ func WithMaxLoadedKeys(n int) Option {
 // LoadedKeys returns how many keys the handler holds loaded.
 func (h *Handler) LoadedKeys() int { return h.keys.byID.Len() }
 
+// Keys returns the keyrings the handler holds loaded now (at most
+// WithMaxLoadedKeys), for metrics. It is safe for concurrent use.
+func (h *Handler) Keys() []*keyring.Keyring {
+	es := h.keys.byID.Values()
+	ks := make([]*keyring.Keyring, len(es))
+	for i, e := range es {
+		ks[i] = e.k
+	}
+	return ks
+}
+
 // Listing reads a page from the store (keyring.ListPage,
 // keyring.ListAliasPage), never the whole store. A marker is the last key
 // ID or alias of the previous page; anything else is refused.

@@ -66,8 +66,7 @@
 // which on AWS delegates to IAM policies, grants nothing; in a Deny
 // statement it denies every principal of the account, as on AWS. Role ARNs
 // and "Service" principals are accepted and match no access key. Condition
-// keys are kms:EncryptionContext:KEY (KEY case-sensitive, as on AWS) and
-// kms:EncryptionContextKeys; operators are StringEquals, StringNotEquals,
+// keys are kms:EncryptionContext:KEY and kms:EncryptionContextKeys; operators are StringEquals, StringNotEquals,
 // StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, StringLike and
 // StringNotLike, each optionally prefixed with ForAnyValue: or
 // ForAllValues: and suffixed with IfExists. An explicit Deny wins, then an
@@ -78,6 +77,49 @@
 // source context and kms:ReEncryptTo on the destination key with the
 // destination context. PutKeyPolicy applies AWS's lockout safety check to
 // non-admin callers.
+//
+// Evaluation follows AWS where the subset overlaps, point by point:
+//
+//   - Context key case: the KEY of kms:EncryptionContext:KEY matches the
+//     request's context keys case-insensitively (AWS: condition key names
+//     are not case-sensitive), so a Deny on "classification" holds for
+//     "Classification"; values compare case-sensitively unless the
+//     operator is an IgnoreCase one. kms:EncryptionContextKeys compares
+//     the keys themselves, case-sensitively, as AWS does.
+//   - Multiple values: a condition with several values holds if any
+//     matches (AWS: values of one key are ORed; keys and operators are
+//     ANDed). A context whose keys differ only in case gives one condition
+//     key several request values: a Deny's condition holds if it holds for
+//     any, an Allow's only if it holds for all, so a differently cased twin
+//     neither escapes a Deny nor satisfies an Allow.
+//   - Empty context: a condition on an absent key is false, except with
+//     IfExists, a negated operator, or ForAllValues: (true, vacuously, as
+//     AWS documents); ForAnyValue: on no values is false.
+//   - Explicit deny: a Deny wins over any Allow, and its AccessDeniedException
+//     says "with an explicit deny in a resource-based policy", as AWS's does;
+//     a request nothing allows says "because no resource-based policy
+//     allows the ACTION action".
+//   - Alias namespace: CreateAlias, UpdateAlias and DeleteAlias are for
+//     admins (AWS needs an IAM permission on the alias for them, which no
+//     key policy grants); other principals get AccessDeniedException.
+//
+// Every caller-controlled value is checked before it is authorized,
+// audited or stored: a request that is not valid UTF-8 or holds a lone
+// UTF-16 surrogate escape, and an encryption context over 8 KiB encoded or
+// with an empty key, fail with ValidationException before a denial is
+// recorded. Bodies are read as they arrive, never allocated at the length
+// a client announces. A change whose stored key record would exceed
+// keyring.MaxKeyRecordSize fails with LimitExceededException and changes
+// nothing.
+//
+// # Access keys
+//
+// [ListAccessKeys], [UpdateAccessKey] and [DeleteAccessKey] give access
+// keys IAM's lifecycle: an Inactive or deleted key is refused
+// (UnrecognizedClientException). A handler re-reads a cached access key's
+// record at most every half refresh interval, so every handler sharing the
+// store refuses a revoked key within that; [Handler.Watch] (pgstore's
+// change notifications) and [Handler.Changed] make it at once.
 //
 // # Caching and freshness
 //
@@ -90,7 +132,16 @@
 // cached policy re-reads the key first (at most once per interval per key),
 // so a policy granting access takes effect at once. Alias resolutions are
 // cached for the same interval (AWS documents alias changes as eventually
-// consistent too).
+// consistent too). [Handler.Watch] applies the changes a store with a
+// change feed reports (pgstore, with LISTEN/NOTIFY) as they arrive, so
+// that a disabled key, a revoked access key or a tightened policy reaches
+// every handler sharing a PostgreSQL store within milliseconds.
+//
+// # Observing requests
+//
+// [WithRequestObserver] is called after every request with its operation,
+// principal, key, exception and duration ([Request]): kmsring serve's
+// request log and Prometheus metrics are built on it.
 //
 // # Differences from AWS KMS
 //

@@ -55,8 +55,10 @@ var errorTable = []struct {
 	{keyring.ErrVersionDisabled, "KMSInvalidStateException"},
 	{keyring.ErrVersionDestroyed, "KMSInvalidStateException"},
 	{keyring.ErrInvalidArgument, "ValidationException"},
+	{keyring.ErrRecordTooLarge, "LimitExceededException"},
 	{ErrMalformedPolicy, "MalformedPolicyDocumentException"},
 	{store.ErrExists, "AlreadyExistsException"},
+	{ErrAccessKeyNotFound, "NoSuchEntityException"}, // IAM's name; the verifier answers UnrecognizedClientException
 	{context.DeadlineExceeded, "DependencyTimeoutException"},
 }
 

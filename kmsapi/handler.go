@@ -1,6 +1,7 @@
 package kmsapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/kmsring/kmsring/audit"
@@ -35,6 +38,46 @@ type Handler struct {
 	verifier   *verifier
 	accessKeys *accessKeys
 	keys       keyCache
+	observers  []func(context.Context, Request)
+}
+
+// Request describes one answered request, for logs and metrics
+// (WithRequestObserver). It holds nothing secret: no body, no signature.
+type Request struct {
+	// Time is when the request arrived; Duration how long it took.
+	Time     time.Time
+	Duration time.Duration
+	// RequestID is the X-Amzn-Requestid the response carried.
+	RequestID string
+	// Operation is the API operation ("Encrypt"), or "" when the target
+	// is missing or not an operation this endpoint knows.
+	Operation string
+	// Principal is the caller's IAM user ARN and AccessKeyID the key it
+	// signed with. When the request did not authenticate, Principal is ""
+	// and AccessKeyID the key ID the request claimed, if any.
+	Principal   string
+	AccessKeyID string
+	// KeyID is the key the request resolved, when it got that far.
+	KeyID string
+	// Exception is the AWS exception answered ("AccessDeniedException"),
+	// "" on success; Status the HTTP status.
+	Exception string
+	Status    int
+	// RemoteAddr is the client's address, as net/http reports it.
+	RemoteAddr string
+}
+
+// WithRequestObserver calls fn after every request with what it was and
+// how it ended: a request log, Prometheus metrics. fn runs on the
+// request's goroutine after the response is written, and should be quick.
+func WithRequestObserver(fn func(context.Context, Request)) Option {
+	return func(h *Handler) error {
+		if fn == nil {
+			return errors.New("kmsapi: nil request observer")
+		}
+		h.observers = append(h.observers, fn)
+		return nil
+	}
 }
 
 // Option configures New.
@@ -51,6 +94,9 @@ const (
 	// grow before a request re-reads it from the store.
 	DefaultRefreshInterval = time.Second
 )
+
+// claimedKeyRE finds the access key ID in an Authorization header.
+var claimedKeyRE = regexp.MustCompile(`Credential=(AKIA[A-Z2-7]{16})/`)
 
 var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
@@ -164,7 +210,7 @@ func New(st store.Store, rk tink.AEAD, opts ...Option) (*Handler, error) {
 			return nil, err
 		}
 	}
-	h.accessKeys = newAccessKeys(st, rk)
+	h.accessKeys = newAccessKeys(st, rk, h.clock, h.refresh/2)
 	h.verifier = newVerifier(h.region, h.clock, h.accessKeys.get)
 	h.keys.init()
 	return h, nil
@@ -184,18 +230,32 @@ type caller struct {
 
 // ServeHTTP answers one AWS KMS API request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Amzn-Requestid", uuid.NewString())
-	resp, err := h.serve(r)
+	info := Request{Time: h.clock.Now(), RequestID: uuid.NewString(), RemoteAddr: r.RemoteAddr, Status: http.StatusOK}
+	w.Header().Set("X-Amzn-Requestid", info.RequestID)
+	note := &auditNote{}
+	resp, err := h.serve(r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note)), &info)
 	if err != nil {
-		h.writeError(w, r, err)
+		ae := h.writeError(w, r, err)
+		info.Exception, info.Status = ae.Type, ae.status()
+	} else {
+		writeResponse(w, resp)
+	}
+	if len(h.observers) == 0 {
 		return
 	}
-	writeResponse(w, resp)
+	info.KeyID = note.keyID
+	info.Duration = h.clock.Now().Sub(info.Time)
+	for _, fn := range h.observers {
+		fn(r.Context(), info)
+	}
 }
 
-func (h *Handler) serve(r *http.Request) (any, error) {
+func (h *Handler) serve(r *http.Request, info *Request) (any, error) {
 	if r.Method != http.MethodPost {
 		return nil, &apiError{Type: "UnknownOperationException", Message: "the AWS KMS API takes POST requests"}
+	}
+	if name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix); ok && operations[name] != nil {
+		info.Operation = name
 	}
 	body, err := readBody(r, h.maxBody)
 	if err != nil {
@@ -203,6 +263,14 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 	}
 	ak, err := h.verifier.verify(r.Context(), r, body)
 	if err != nil {
+		// The access key ID the request claims, for the log of a
+		// refused request: an ID, never the signature.
+		if m := claimedKeyRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+			info.AccessKeyID = m[1]
+		}
+		return nil, err
+	}
+	if err := checkText(body); err != nil {
 		return nil, err
 	}
 	name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
@@ -210,6 +278,7 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 		return nil, &apiError{Type: "UnknownOperationException", Message: "X-Amz-Target must be " + targetPrefix + "OPERATION"}
 	}
 	op, ok := operations[name]
+	info.Principal, info.AccessKeyID = ak.ARN(h.account), ak.ID
 	if !ok {
 		return nil, errUnsupported(fmt.Sprintf("%s is not supported by this endpoint", truncate(name)))
 	}
@@ -220,10 +289,16 @@ func (h *Handler) serve(r *http.Request) (any, error) {
 	}
 	// The keyring audits what it does; reads it is not asked to do are
 	// audited here, as CloudTrail records them, with the key they resolved.
-	note := &auditNote{}
-	resp, err := op(h, context.WithValue(ctx, auditNoteKey{}, note), c, body)
+	resp, err := op(h, ctx, c, body)
 	if !isAccessDenied(err) { // denials are audited where they are decided
-		h.audit(ctx, name, note.keyID, nil, err)
+		var keyID string
+		if note, ok := ctx.Value(auditNoteKey{}).(*auditNote); ok {
+			keyID = note.keyID
+		}
+		if aerr := h.audit(ctx, name, keyID, nil, err); aerr != nil && err == nil {
+			// A fail-closed auditor did not store the record in time.
+			return nil, aerr
+		}
 	}
 	return resp, err
 }
@@ -257,17 +332,23 @@ var auditOps = map[string]keyring.Operation{
 }
 
 // audit sends the handler's auditors a record of a request the keyring did
-// not record itself: a denial, or an operation in unaudited. The outcome
-// stands whatever an auditor says.
-func (h *Handler) audit(ctx context.Context, action, keyID string, ec map[string]string, err error) {
+// not record itself: a denial, or an operation in unaudited. It returns
+// the first auditor's error, wrapping keyring.ErrAudit: a read then fails
+// as a keyring operation does under a fail-closed auditor; a denial stands
+// whatever an auditor says.
+func (h *Handler) audit(ctx context.Context, action, keyID string, ec map[string]string, err error) error {
 	op, ok := auditOps[action]
 	if !ok {
 		op = keyring.Operation(action)
 	}
 	ev := keyring.AuditEvent{Time: h.clock.Now().UTC(), Operation: op, KeyID: keyID, EncryptionContext: ec, Err: err}
+	var first error
 	for _, a := range h.auditors {
-		a.Audit(ctx, ev)
+		if aerr := a.Audit(ctx, ev); aerr != nil && first == nil {
+			first = fmt.Errorf("%w: %s: %w", keyring.ErrAudit, op, aerr)
+		}
 	}
+	return first
 }
 
 func isAccessDenied(err error) bool {
@@ -275,35 +356,96 @@ func isAccessDenied(err error) bool {
 	return errors.As(err, &ae) && ae.Type == "AccessDeniedException"
 }
 
-// readBody reads the request body, refusing one larger than limit.
+// readBody reads the request body, refusing one larger than limit. It
+// reads incrementally: memory follows the bytes that arrive, not the
+// length a client announces before it has authenticated.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, errTooLarge(limit)
 	}
-	var body []byte
-	var err error
-	if r.ContentLength >= 0 {
-		// The usual case: one allocation of the announced size.
-		body = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(r.Body, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
-	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), initialBodyBuffer)))
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, &apiError{Type: "SerializationException", Message: "cannot read the request body"}
 	}
-	if int64(len(body)) > limit {
+	if int64(buf.Len()) > limit {
 		return nil, errTooLarge(limit)
 	}
-	return body, nil
+	if r.ContentLength >= 0 && int64(buf.Len()) != r.ContentLength {
+		return nil, &apiError{Type: "SerializationException", Message: "the request body is shorter than its Content-Length"}
+	}
+	return buf.Bytes(), nil
+}
+
+// initialBodyBuffer is what readBody allocates before bytes arrive.
+const initialBodyBuffer = 4 << 10
+
+// checkText refuses a request body whose strings would not survive
+// decoding unchanged: bytes that are not UTF-8, and \u escapes of lone
+// UTF-16 surrogates, both of which encoding/json turns into U+FFFD, so
+// that two different wire requests would name one encryption context.
+func checkText(body []byte) error {
+	if !utf8.Valid(body) {
+		return errValidation("the request is not valid UTF-8")
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' || i+1 >= len(body) {
+			continue
+		}
+		if body[i+1] != 'u' {
+			i++ // an escaped character, perhaps a backslash
+			continue
+		}
+		r, ok := hex4(body[i+2:])
+		switch {
+		case !ok:
+		case utf16.IsSurrogate(r) && r < 0xdc00:
+			// A high surrogate must be followed by an escaped low one.
+			lo, ok := rune(0), false
+			if len(body) >= i+12 && body[i+6] == '\\' && body[i+7] == 'u' {
+				lo, ok = hex4(body[i+8:])
+			}
+			if !ok || lo < 0xdc00 || lo > 0xdfff {
+				return errValidation("the request holds a lone UTF-16 surrogate escape")
+			}
+			i += 11
+			continue
+		case utf16.IsSurrogate(r):
+			return errValidation("the request holds a lone UTF-16 surrogate escape")
+		}
+		i += 5
+	}
+	return nil
+}
+
+// hex4 parses the 4 hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 func errTooLarge(limit int64) error {
 	return &apiError{Type: "RequestEntityTooLargeException", Message: fmt.Sprintf("the request body exceeds %d bytes", limit)}
 }
 
-// writeError answers with err's exception, logging internal failures.
-func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError answers with err's exception, logging internal failures, and
+// returns the exception.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) *apiError {
 	ae := toAPIError(err)
 	if ae.Type == "KMSInternalException" || ae.Type == "DependencyTimeoutException" {
 		h.log.LogAttrs(r.Context(), slog.LevelError, "kmsapi: request failed",
@@ -312,4 +454,5 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			slog.String("err", err.Error()))
 	}
 	writeErrorBody(w, ae)
+	return ae
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/kmsring/kmsring/internal/format"
 	"github.com/kmsring/kmsring/internal/lru"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
@@ -118,13 +119,11 @@ func (h *Handler) resolve(ctx context.Context, keyID string) (*keyEntry, error) 
 		return nil, err
 	}
 	if alias == "" {
-		noteKey(ctx, id)
 		return h.entry(ctx, id)
 	}
 	if id, err = h.resolveAlias(ctx, alias); err != nil {
 		return nil, err
 	}
-	noteKey(ctx, id)
 	e, err := h.entry(ctx, id)
 	if err != nil {
 		return nil, err
@@ -180,6 +179,7 @@ func (h *Handler) forgetAlias(alias string) {
 // entry returns the cached key id, loading it on a miss, and refreshing it
 // when its view is older than the refresh interval.
 func (h *Handler) entry(ctx context.Context, id string) (*keyEntry, error) {
+	noteKey(ctx, id)
 	if e, ok := h.keys.byID.Peek(id); ok {
 		h.maybeRefresh(ctx, e)
 		return e, nil
@@ -248,11 +248,20 @@ func (h *Handler) policyOf(e *keyEntry) *policy {
 // refresh (at most once per refresh interval per key), so that a policy
 // put by another process takes effect at once.
 func (h *Handler) authorize(ctx context.Context, c *caller, e *keyEntry, action string, ec map[string]string) error {
+	// The context is the caller's: checked before a policy reads it or a
+	// denial records it, so that no request makes a large audit record.
+	if err := checkContext(ec); err != nil {
+		return err
+	}
 	if c.key.Admin {
 		return nil
 	}
 	req := accessRequest{principal: c.arn, account: h.account, action: action, resource: e.arn, ec: ec}
-	if p := h.policyOf(e); p != nil && p.allows(req) {
+	var allowed, denied bool
+	if p := h.policyOf(e); p != nil {
+		allowed, denied = p.decide(req)
+	}
+	if allowed {
 		return nil
 	}
 	now := h.clock.Now().UnixNano()
@@ -261,13 +270,33 @@ func (h *Handler) authorize(ctx context.Context, c *caller, e *keyEntry, action 
 		if err := e.k.Refresh(ctx); err != nil {
 			return err
 		}
-		if p := h.policyOf(e); p != nil && p.allows(req) {
+		allowed, denied = false, false
+		if p := h.policyOf(e); p != nil {
+			allowed, denied = p.decide(req)
+		}
+		if allowed {
 			return nil
 		}
 	}
-	err := errAccessDenied(c, action, "on resource: "+e.arn+" because no resource-based policy allows the "+action+" action")
+	why := "on resource: " + e.arn + " because no resource-based policy allows the " + action + " action"
+	if denied {
+		why = "on resource: " + e.arn + " with an explicit deny in a resource-based policy"
+	}
+	err := errAccessDenied(c, action, why)
 	h.audit(ctx, strings.TrimPrefix(action, "kms:"), e.k.ID(), ec, err)
 	return err
+}
+
+// checkContext refuses an encryption context the keyring would refuse
+// (over 8 KiB encoded, an empty key, not UTF-8) with ValidationException.
+func checkContext(ec map[string]string) error {
+	if ec == nil {
+		return nil
+	}
+	if _, err := format.CheckContext(ec); err != nil {
+		return errValidation("EncryptionContext: " + err.Error())
+	}
+	return nil
 }
 
 // authorizeAdmin allows what has no key policy to consult (CreateKey) to
@@ -277,6 +306,16 @@ func authorizeAdmin(c *caller, action string) error {
 		return nil
 	}
 	return errAccessDenied(c, action, "because no identity-based policy allows the "+action+" action")
+}
+
+// requireAdmin is authorizeAdmin for an operation the keyring audits when
+// it runs: a denial is audited here.
+func (h *Handler) requireAdmin(ctx context.Context, c *caller, action string) error {
+	err := authorizeAdmin(c, action)
+	if err != nil {
+		h.audit(ctx, strings.TrimPrefix(action, "kms:"), "", nil, err)
+	}
+	return err
 }
 
 func errAccessDenied(c *caller, action, why string) error {

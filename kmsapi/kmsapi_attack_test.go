@@ -175,9 +175,10 @@ func TestAttackNonAdminCannotReachAnotherKey(t *testing.T) {
 	alice.fail("ReEncrypt", obj{"CiphertextBlob": blob, "DestinationKeyId": mine}, "AccessDeniedException")
 	alice.fail("UpdateAlias", obj{"AliasName": "alias/victim", "TargetKeyId": mine}, "AccessDeniedException")
 	alice.fail("DeleteAlias", obj{"AliasName": "alias/victim"}, "AccessDeniedException")
-	alice.fail("CreateAlias", obj{"AliasName": "alias/victim", "TargetKeyId": mine}, "AlreadyExistsException")
+	// Aliases belong to admins (finding 5): no existence oracle either.
+	alice.fail("CreateAlias", obj{"AliasName": "alias/victim", "TargetKeyId": mine}, "AccessDeniedException")
 	alice.fail("CreateAlias", obj{"AliasName": "alias/new", "TargetKeyId": victim}, "AccessDeniedException")
-	alice.fail("CreateAlias", obj{"AliasName": "alias/new", "TargetKeyId": "alias/mine"}, "ValidationException")
+	alice.fail("CreateAlias", obj{"AliasName": "alias/new", "TargetKeyId": "alias/mine"}, "AccessDeniedException")
 	// Her own key, for contrast: all of it works.
 	alice.do("ReEncrypt", obj{"CiphertextBlob": alice.do("Encrypt", obj{"KeyId": "alias/mine", "Plaintext": b64([]byte("x"))})["CiphertextBlob"], "DestinationKeyId": mine})
 	assert.Equal(t, victim, a.do("DescribeKey", obj{"KeyId": "alias/victim"})["KeyMetadata"].(obj)["KeyId"], "the alias still names the victim's key")
@@ -208,7 +209,10 @@ func TestAttackPolicyGames(t *testing.T) {
 		secret := obj{"class": "secret"}
 		blob := a.do("Encrypt", obj{"KeyId": id, "Plaintext": b64([]byte("x")), "EncryptionContext": secret})["CiphertextBlob"]
 		alice.fail("Decrypt", obj{"CiphertextBlob": blob, "EncryptionContext": secret}, "AccessDeniedException")
-		for _, ec := range []obj{nil, {"Class": "secret"}, {"class": "Secret"}, {"class": "secret "}} {
+		// The context key matches case-insensitively, as on AWS: a
+		// capital letter does not escape the Deny (finding 2).
+		alice.fail("Decrypt", obj{"CiphertextBlob": blob, "EncryptionContext": obj{"Class": "secret"}}, "AccessDeniedException")
+		for _, ec := range []obj{nil, {"class": "Secret"}, {"class": "secret "}} {
 			alice.fail("Decrypt", obj{"CiphertextBlob": blob, "EncryptionContext": ec}, "InvalidCiphertextException")
 		}
 		// ReEncrypt to another context is kms:ReEncrypt*, which this

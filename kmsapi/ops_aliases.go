@@ -66,6 +66,11 @@ func (h *Handler) createAlias(ctx context.Context, c *caller, in *aliasInput) (a
 	if err := checkAliasName(in.AliasName); err != nil {
 		return nil, err
 	}
+	// Aliases belong to admins: on AWS the alias side needs an IAM
+	// permission that no key policy grants.
+	if err := h.requireAdmin(ctx, c, "kms:CreateAlias"); err != nil {
+		return nil, err
+	}
 	e, err := h.target(ctx, c, in.TargetKeyId, "kms:CreateAlias")
 	if err != nil {
 		return nil, err
@@ -94,6 +99,11 @@ func (h *Handler) updateAlias(ctx context.Context, c *caller, in *aliasInput) (a
 	if err := checkAliasName(in.AliasName); err != nil {
 		return nil, err
 	}
+	// Aliases belong to admins: on AWS the alias side needs an IAM
+	// permission that no key policy grants.
+	if err := h.requireAdmin(ctx, c, "kms:UpdateAlias"); err != nil {
+		return nil, err
+	}
 	from, err := h.aliasOwner(ctx, c, in.AliasName, "kms:UpdateAlias")
 	if err != nil {
 		return nil, err
@@ -120,6 +130,11 @@ func (h *Handler) updateAlias(ctx context.Context, c *caller, in *aliasInput) (a
 
 func (h *Handler) deleteAlias(ctx context.Context, c *caller, in *aliasInput) (any, error) {
 	if err := checkAliasName(in.AliasName); err != nil {
+		return nil, err
+	}
+	// Aliases belong to admins: on AWS the alias side needs an IAM
+	// permission that no key policy grants.
+	if err := h.requireAdmin(ctx, c, "kms:DeleteAlias"); err != nil {
 		return nil, err
 	}
 	e, err := h.aliasOwner(ctx, c, in.AliasName, "kms:DeleteAlias")

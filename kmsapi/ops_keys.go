@@ -104,6 +104,7 @@ func (h *Handler) createKey(ctx context.Context, c *caller, in *createKeyInput) 
 	if err != nil {
 		return nil, err
 	}
+	noteKey(ctx, k.ID())
 	h.cache(k)
 	return keyMetadataOutput{h.metadata(k.Cached())}, nil
 }

@@ -434,8 +434,14 @@ type accessRequest struct {
 // allows reports whether p allows req: no applicable Deny and at least one
 // applicable Allow.
 func (p *policy) allows(req accessRequest) bool {
+	ok, _ := p.decide(req)
+	return ok
+}
+
+// decide is allows, and says whether a Deny statement applied (AWS then
+// says "with an explicit deny" in its AccessDeniedException message).
+func (p *policy) decide(req accessRequest) (allowed, denied bool) {
 	action := strings.ToLower(req.action)
-	allowed := false
 	for i := range p.statements {
 		st := &p.statements[i]
 		if st.effect == allow && allowed {
@@ -443,12 +449,12 @@ func (p *policy) allows(req accessRequest) bool {
 		}
 		if st.applies(req, action) {
 			if st.effect == deny {
-				return false
+				return false, true
 			}
 			allowed = true
 		}
 	}
-	return allowed
+	return allowed, false
 }
 
 func (st *statement) applies(req accessRequest, action string) bool {
@@ -462,7 +468,7 @@ func (st *statement) applies(req accessRequest, action string) bool {
 		return false
 	}
 	for _, c := range st.conditions {
-		if !c.holds(req.ec) {
+		if !c.holds(req.ec, st.effect) {
 			return false
 		}
 	}
@@ -479,16 +485,45 @@ func (st *statement) matchesPrincipal(req accessRequest) bool {
 	return st.effect == deny && slices.Contains(st.accounts, req.account)
 }
 
-// holds evaluates the condition against an encryption context.
-func (c *condition) holds(ec map[string]string) bool {
-	var values []string
+// holds evaluates the condition against an encryption context, in a
+// statement of effect eff.
+//
+// The KEY of kms:EncryptionContext:KEY matches the context's keys
+// case-insensitively, as on AWS (condition keys are case-insensitive; only
+// values are compared as the operator says). A context whose keys differ
+// only in case ("classification" and "Classification") yields several
+// values for one condition key: a Deny's condition holds when it holds for
+// any of them, an Allow's only when it holds for every one, so that adding
+// a differently cased twin can neither escape a Deny nor satisfy an Allow.
+func (c *condition) holds(ec map[string]string, eff effect) bool {
 	if c.key == contextKeysKey {
+		values := make([]string, 0, len(ec))
 		for k := range ec {
 			values = append(values, k)
 		}
-	} else if v, ok := ec[c.key[len(contextKeyPrefix):]]; ok {
-		values = []string{v}
+		return c.holdsValues(values)
 	}
+	name := c.key[len(contextKeyPrefix):]
+	var values []string
+	for k, v := range ec {
+		if strings.EqualFold(k, name) {
+			values = append(values, v)
+		}
+	}
+	if len(values) <= 1 {
+		return c.holdsValues(values)
+	}
+	for _, v := range values {
+		if c.holdsValues([]string{v}) == (eff == deny) {
+			return eff == deny
+		}
+	}
+	return eff != deny
+}
+
+// holdsValues evaluates the condition against the request's values of its
+// key (none when the key is absent).
+func (c *condition) holdsValues(values []string) bool {
 	if len(values) == 0 {
 		switch {
 		case c.ifExists, c.set == setAllValues:

@@ -84,8 +84,8 @@ func TestPolicyConditionOperators(t *testing.T) {
 		want bool
 	}{
 		{`{"StringEquals": {"kms:EncryptionContext:a": ["w", "x"]}}`, ec, true},
-		{`{"StringEquals": {"KMS:ENCRYPTIONCONTEXT:a": "x"}}`, ec, true},  // the prefix is case-insensitive
-		{`{"StringEquals": {"kms:EncryptionContext:A": "x"}}`, ec, false}, // the context key is not
+		{`{"StringEquals": {"KMS:ENCRYPTIONCONTEXT:a": "x"}}`, ec, true}, // the prefix is case-insensitive
+		{`{"StringEquals": {"kms:EncryptionContext:A": "x"}}`, ec, true}, // the context key is case-insensitive, as on AWS
 		{`{"StringNotEquals": {"kms:EncryptionContext:a": "x"}}`, ec, false},
 		{`{"StringNotEquals": {"kms:EncryptionContext:a": "z"}}`, ec, true},
 		{`{"StringNotEquals": {"kms:EncryptionContext:c": "z"}}`, ec, true}, // absent key: negated operators match

@@ -132,6 +132,19 @@ type Volatile interface {
 	Volatile() bool
 }
 
+// ChangeFeed is implemented by stores that can report every changed record
+// by its key ID, possibly changed by another process (pgstore, with
+// LISTEN/NOTIFY). A process that caches many records (such as the
+// KMS-compatible endpoint) uses it to drop what changed within
+// milliseconds rather than polling each record. fn is called for each
+// committed Update with the record's key ID, and with "" once it is
+// listening and whenever changes may have been missed (after the store
+// reconnects): then anything may have changed. fn runs on the store's listener and must not block; stop ends
+// the calls.
+type ChangeFeed interface {
+	Changes(fn func(keyID string)) (stop func())
+}
+
 // Notifier is implemented by stores that can tell a process that a key was
 // changed, possibly by another process. keyring.Keyring.Watch uses it to
 // refresh at once instead of waiting for its next poll.

@@ -259,12 +259,21 @@ func (a *app) createOutput(path string) (*output, error) {
 	if path == "-" {
 		return &output{Writer: a.stdout}, nil
 	}
+	if err := checkReplaceable(path); err != nil {
+		return nil, fmt.Errorf("--out %w", err)
+	}
 	return createAtomic(path)
 }
 
 // createAtomic starts writing path through a temporary file in the same
-// directory, created 0600.
+// directory, created 0600. An existing path that is not a regular file (a
+// symlink, a device, a named pipe, a directory) is refused and left as it
+// is: renaming over it would replace a link with a plaintext file or a
+// device with a copy.
 func createAtomic(path string) (*output, error) {
+	if err := checkReplaceable(path); err != nil {
+		return nil, err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".kmsring-*")
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		return nil, fmt.Errorf("write %s: %w", path, pe.Err)
@@ -285,6 +294,11 @@ func (o *output) commit() error {
 	if err := o.f.Close(); err != nil {
 		return err
 	}
+	// Checked again: the path may have changed while the output was
+	// written.
+	if err := checkReplaceable(o.path); err != nil {
+		return err
+	}
 	if err := os.Rename(o.f.Name(), o.path); err != nil {
 		return err
 	}
@@ -294,6 +308,34 @@ func (o *output) commit() error {
 		d.Close()
 	}
 	return nil
+}
+
+// checkReplaceable refuses an existing path that is not a regular file.
+func checkReplaceable(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().IsRegular() {
+		return nil
+	}
+	what := "not a regular file"
+	switch m := fi.Mode(); {
+	case m&fs.ModeSymlink != 0:
+		what = "a symbolic link"
+	case m.IsDir():
+		what = "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe"
+	case m&fs.ModeDevice != 0:
+		what = "a device"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	}
+	return fmt.Errorf("%s is %s: refusing to replace it (give a regular file, a new path, or - for standard output)", path, what)
 }
 
 // abort removes the temporary file unless commit put it in place.

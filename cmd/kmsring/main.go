@@ -108,5 +108,5 @@ func oneLine(s string) string {
 			lines = append(lines, l)
 		}
 	}
-	return strings.Join(lines, "; ")
+	return escapeControl(strings.Join(lines, "; "))
 }

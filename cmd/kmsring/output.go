@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kmsring/kmsring/keyring"
 )
@@ -166,13 +169,44 @@ func rotationType(o keyring.Origin) string {
 // print writes v as JSON (indented as the AWS CLI does) or as a table.
 // A nil v prints nothing, as aws prints nothing for operations without
 // output.
+//
+// With --query, the JMESPath expression selects from the JSON form of v
+// first, as the AWS CLI does; --output text prints the AWS CLI's text
+// format.
 func (a *app) print(v any) error {
 	if v == nil {
 		return nil
 	}
-	if a.output == "table" {
+	if a.query == nil && a.output == "table" {
 		return printTable(a.stdout, v)
 	}
+	var out any = v
+	var rank map[string]int
+	if a.query != nil || a.output == "text" {
+		var err error
+		if out, rank, err = toGeneric(v); err != nil {
+			return err
+		}
+	}
+	if a.query != nil {
+		var err error
+		if out, err = a.query.Search(out); err != nil {
+			return fmt.Errorf("--query: %w", err)
+		}
+	}
+	if a.output == "json" {
+		// Objects the query kept print in the response's field order,
+		// as the AWS CLI prints them.
+		return writeJSON(a.stdout, ordered(out, rank))
+	}
+	var buf bytes.Buffer
+	writeText(&buf, out, "", nil)
+	_, err := a.stdout.Write(buf.Bytes())
+	return err
+}
+
+// writeJSON writes v indented as the AWS CLI does.
+func writeJSON(w io.Writer, v any) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -180,8 +214,275 @@ func (a *app) print(v any) error {
 	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	_, err := a.stdout.Write(buf.Bytes())
+	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// toGeneric returns v's JSON form as maps, slices, strings, json.Numbers,
+// booleans and nils, which JMESPath and the text format work on, and the
+// rank of each object key by its first place in that JSON (the response
+// shape's field order).
+func toGeneric(v any) (any, map[string]int, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var out any
+	if err := d.Decode(&out); err != nil {
+		return nil, nil, err
+	}
+	rank := map[string]int{}
+	fieldRanks(reflect.TypeOf(v), rank, map[reflect.Type]bool{})
+	return out, rank, nil
+}
+
+// fieldRanks numbers the JSON field names of t's structs, depth first, in
+// their declaration order: the order the AWS response shapes print in.
+func fieldRanks(t reflect.Type, rank map[string]int, seen map[reflect.Type]bool) {
+	for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct || seen[t] {
+		return
+	}
+	seen[t] = true
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if _, ok := rank[name]; !ok {
+			rank[name] = len(rank)
+		}
+		fieldRanks(f.Type, rank, seen)
+	}
+}
+
+// orderedObject is a JSON object whose keys print in rank order (keys
+// without a rank, such as a multiselect's, after them, sorted).
+type orderedObject struct {
+	m    map[string]any
+	rank map[string]int
+}
+
+// ordered wraps the objects in v so that they print in rank order.
+func ordered(v any, rank map[string]int) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = ordered(x, rank)
+		}
+		return orderedObject{m, rank}
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = ordered(x, rank)
+		}
+		return out
+	}
+	return v
+}
+
+func (o orderedObject) MarshalJSON() ([]byte, error) {
+	keys := slices.Collect(maps.Keys(o.m))
+	slices.SortFunc(keys, func(a, b string) int {
+		ra, oka := o.rank[a]
+		rb, okb := o.rank[b]
+		switch {
+		case oka && okb:
+			return ra - rb
+		case oka != okb:
+			if oka {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(k); err != nil {
+			return nil, err
+		}
+		buf.WriteByte(':')
+		if err := enc.Encode(o.m[k]); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// writeText writes v in the AWS CLI's text format (its formatter's
+// rules): a scalar on a line of its own; an object's scalar values on one
+// line, tab-separated, in the order of their sorted keys (prefixed by the
+// upper-cased name of the field holding the object, when it is nested),
+// then its lists and objects, each under its own name; a list of objects
+// as one line per object, columns being every scalar key of any of them;
+// a list of scalars on one line (or one line each, prefixed by the
+// field's name, when nested). Control characters in values are escaped,
+// so that a value cannot forge a line.
+func writeText(w *bytes.Buffer, v any, name string, scalarKeys []string) {
+	switch v := v.(type) {
+	case map[string]any:
+		var scalars []string
+		var nested []string
+		if scalarKeys == nil {
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				if isComposite(v[k]) {
+					nested = append(nested, k)
+				} else {
+					scalars = append(scalars, textScalar(v[k]))
+				}
+			}
+		} else {
+			for _, k := range scalarKeys {
+				x, ok := v[k]
+				if !ok {
+					scalars = append(scalars, "")
+					continue
+				}
+				scalars = append(scalars, textScalar(x))
+			}
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				if !slices.Contains(scalarKeys, k) {
+					nested = append(nested, k)
+				}
+			}
+		}
+		if len(scalars) > 0 {
+			if name != "" {
+				scalars = append([]string{strings.ToUpper(name)}, scalars...)
+			}
+			w.WriteString(strings.Join(scalars, "\t") + "\n")
+		}
+		for _, k := range nested {
+			writeText(w, v[k], k, nil)
+		}
+	case []any:
+		if len(v) == 0 {
+			return
+		}
+		var scalars []any
+		var composites []any
+		hasObject := false
+		for _, x := range v {
+			if _, ok := x.(map[string]any); ok {
+				hasObject = true
+			}
+			if isComposite(x) {
+				composites = append(composites, x)
+			} else {
+				scalars = append(scalars, x)
+			}
+		}
+		if hasObject {
+			keys := map[string]bool{}
+			for _, x := range v {
+				if m, ok := x.(map[string]any); ok {
+					for k, y := range m {
+						if !isComposite(y) {
+							keys[k] = true
+						}
+					}
+				}
+			}
+			all := slices.Sorted(maps.Keys(keys))
+			for _, x := range v {
+				writeText(w, x, name, all)
+			}
+			return
+		}
+		writeScalarList(w, scalars, name)
+		for _, x := range composites {
+			writeText(w, x, name, nil)
+		}
+	default:
+		w.WriteString(textScalar(v) + "\n")
+	}
+}
+
+func writeScalarList(w *bytes.Buffer, items []any, name string) {
+	if len(items) == 0 {
+		return
+	}
+	if name != "" {
+		for _, x := range items {
+			w.WriteString(strings.ToUpper(name) + "\t" + textScalar(x) + "\n")
+		}
+		return
+	}
+	parts := make([]string, len(items))
+	for i, x := range items {
+		parts[i] = textScalar(x)
+	}
+	w.WriteString(strings.Join(parts, "\t") + "\n")
+}
+
+func isComposite(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return true
+	}
+	return false
+}
+
+// textScalar prints a scalar as the AWS CLI's text format does (Python's
+// str: True, False, None), with control characters escaped.
+func textScalar(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "None"
+	case bool:
+		if v {
+			return "True"
+		}
+		return "False"
+	case string:
+		return escapeControl(v)
+	}
+	return escapeControl(fmt.Sprint(v))
+}
+
+// escapeControl replaces the control characters in s (C0, DEL, C1, and
+// the Unicode line and paragraph separators and bidirectional overrides)
+// with Go escapes such as \x1b and \n, so that a value printed for a
+// person cannot add a line, a column or a terminal command.
+func escapeControl(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029 ||
+		(r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == utf8.RuneError
 }
 
 // printTable prints a response for people: each struct as a section of
@@ -199,7 +500,7 @@ func writeTable(tw *tabwriter.Writer, indent string, v reflect.Value) {
 		f := v.Field(i)
 		if isScalar(f) {
 			if s := fieldCell(t.Field(i), f); s != "" {
-				fmt.Fprintf(tw, "%s%s\t%s\n", indent, t.Field(i).Name, s)
+				fmt.Fprintf(tw, "%s%s\t%s\n", indent, t.Field(i).Name, escapeControl(s))
 			}
 			continue
 		}
@@ -217,7 +518,7 @@ func writeTable(tw *tabwriter.Writer, indent string, v reflect.Value) {
 			keys := f.MapKeys()
 			slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
 			for _, k := range keys {
-				fmt.Fprintf(tw, "%s  %s\t%s\n", indent, k, cell(f.MapIndex(k)))
+				fmt.Fprintf(tw, "%s  %s\t%s\n", indent, escapeControl(k.String()), escapeControl(cell(f.MapIndex(k))))
 			}
 		}
 	}
@@ -236,7 +537,7 @@ func writeRows(tw *tabwriter.Writer, indent string, v reflect.Value) {
 	for r := range rows {
 		rows[r] = make([]string, t.NumField())
 		for i := range t.NumField() {
-			rows[r][i] = fieldCell(t.Field(i), v.Index(r).Field(i))
+			rows[r][i] = escapeControl(fieldCell(t.Field(i), v.Index(r).Field(i)))
 			used[i] = used[i] || rows[r][i] != ""
 		}
 	}

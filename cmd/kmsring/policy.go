@@ -82,7 +82,7 @@ nothing here: only --admin principals may use such a key.`,
 		if p == "" {
 			p = kmsapi.DefaultPolicy(a.account)
 		}
-		if a.output == "table" {
+		if a.output == "table" && a.query == nil {
 			// The policy is many lines of JSON: show it as it is.
 			_, err := fmt.Fprintf(a.stdout, "PolicyName  %s\nPolicy\n%s\n", policyName, strings.TrimRight(p, "\n"))
 			return nil, err

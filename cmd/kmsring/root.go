@@ -10,7 +10,9 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"time"
 
+	"github.com/jmespath/go-jmespath"
 	"github.com/kmsring/kmsring/audit"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/kmsapi"
@@ -28,6 +30,8 @@ type app struct {
 	storeURL, rootKeyPath, output, region, account string
 	defaultStore                                   bool // storeURL is the default location
 	binaryFormat                                   string
+	queryExpr                                      string
+	query                                          *jmespath.JMESPath // --query, compiled
 
 	// opened on first use by a command
 	st     storeCloser
@@ -41,6 +45,9 @@ type app struct {
 	created     []string
 	createdNote string
 	keys        map[string]*keyring.Keyring // loaded keys by ID and by the name used
+	// auditFailClosed, when positive, makes the audit log fail-closed
+	// with that bound (serve --audit-fail-closed).
+	auditFailClosed time.Duration
 }
 
 // storeCloser is what kmsring needs of a store: keys, the audit log, Close.
@@ -91,11 +98,12 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 	f := root.PersistentFlags()
 	f.StringVar(&a.storeURL, "store", "", "the store: a file path (embedded store) or postgres://... (env "+envStore+"; default kmsring.db in the user config directory)")
 	f.StringVar(&a.rootKeyPath, "root-key-file", "", "the root key file (env "+envRootKey+"; default kmsring.key beside the default store)")
-	f.StringVar(&a.output, "output", "json", "output format: json (the AWS response shapes) or table")
+	f.StringVar(&a.output, "output", "json", "output format: json (the AWS response shapes), text (the AWS CLI's text format) or table")
+	f.StringVar(&a.queryExpr, "query", "", "a JMESPath expression selecting from the JSON output, as the AWS CLI's --query")
 	f.StringVar(&a.region, "region", "", "the region key ARNs name (env "+envRegion+"; default us-east-1)")
 	f.StringVar(&a.binaryFormat, "cli-binary-format", base64Format, "how blob arguments given as text are read: base64, or raw-in-base64-out (as the AWS CLI v2)")
 	f.StringVar(&a.account, "account", "", "the account ID key ARNs name (env "+envAccount+"; default 000000000000)")
-	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "table"}, cobra.ShellCompDirectiveNoFileComp))
+	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "text", "table"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("%s: %v (see kmsring %s --help)", c.Name(), err, strings.TrimPrefix(c.CommandPath(), "kmsring "))
 	})
@@ -125,7 +133,8 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.cryptoCommands()...)
 	cs = append(cs, a.fileCommands()...)
 	cs = append(cs, a.auditCommand())
-	cs = append(cs, a.serveCommand(), a.createAccessKeyCommand())
+	cs = append(cs, a.serveCommand())
+	cs = append(cs, a.accessKeyCommands()...)
 	cs = append(cs, a.policyCommands()...)
 	return cs
 }
@@ -147,14 +156,21 @@ func (a *app) checkGlobals(cmd *cobra.Command, _ []string) error {
 	env("region", envRegion, "us-east-1", &a.region)
 	env("account", envAccount, "000000000000", &a.account)
 	switch {
-	case a.output != "json" && a.output != "table":
-		return usageError("--output must be json or table, not %q", a.output)
+	case a.output != "json" && a.output != "text" && a.output != "table":
+		return usageError("--output must be json, text or table, not %q", a.output)
 	case !regionRE.MatchString(a.region):
 		return usageError("--region %q is not a region name such as us-east-1", a.region)
 	case a.binaryFormat != base64Format && a.binaryFormat != rawInBase64Out:
 		return usageError("--cli-binary-format must be %s or %s, not %q", base64Format, rawInBase64Out, a.binaryFormat)
 	case !accountRE.MatchString(a.account):
 		return usageError("--account %q is not a 12-digit account ID", a.account)
+	}
+	if f.Changed("query") {
+		q, err := jmespath.Compile(a.queryExpr)
+		if err != nil {
+			return usageError("--query %q is not a JMESPath expression: %v", a.queryExpr, oneLine(err.Error()))
+		}
+		a.query = q
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/kmsapi"
+	"github.com/kmsring/kmsring/store/boltstore"
 	"github.com/spf13/cobra"
 )
 
@@ -35,9 +36,21 @@ const (
 	shutdownTimeout = 10 * time.Second
 )
 
+// defaultMaxConnections caps serve's concurrent connections.
+const defaultMaxConnections = 1024
+
+// serveFlags are serve's settings beyond where it listens.
+type serveFlags struct {
+	logFormat       string
+	metricsAddr     string
+	maxConnections  int
+	auditFailClosed time.Duration
+}
+
 func (a *app) serveCommand() *cobra.Command {
 	var addr, certFile, keyFile string
 	var maxLoaded int
+	var sf serveFlags
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the AWS KMS-compatible endpoint over the store's keys",
@@ -78,10 +91,28 @@ number of serve processes share the keys.`,
 	c.Flags().StringVar(&certFile, "tls-cert", "", "serve HTTPS with this certificate (PEM; the chain, leaf first)")
 	c.Flags().StringVar(&keyFile, "tls-key", "", "the private key of --tls-cert (PEM)")
 	c.Flags().IntVar(&maxLoaded, "max-loaded-keys", keyring.DefaultMaxLoaded, "keep at most N keys loaded (least recently used go)")
+	c.Flags().StringVar(&sf.logFormat, "log-format", "text", "the request log on standard error: text or json")
+	c.Flags().StringVar(&sf.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (GET /metrics) and a health check (GET /healthz) on HOST:PORT")
+	c.Flags().IntVar(&sf.maxConnections, "max-connections", defaultMaxConnections, "the most client connections served at once; more wait")
+	c.Flags().DurationVar(&sf.auditFailClosed, "audit-fail-closed", 0, "fail a request (KMSInternalException) whose audit record is not stored within this duration, such as 2s (default: fail-open, records written behind)")
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		if err := checkListenAddr(addr, certFile, keyFile); err != nil {
 			return err
 		}
+		if err := checkMetricsAddr(sf.metricsAddr); err != nil {
+			return err
+		}
+		if sf.maxConnections < 1 {
+			return usageError("--max-connections must be at least 1, not %d", sf.maxConnections)
+		}
+		if sf.auditFailClosed < 0 {
+			return usageError("--audit-fail-closed must be a positive duration, not %v", sf.auditFailClosed)
+		}
+		logger, err := newLogger(a.stderr, sf.logFormat)
+		if err != nil {
+			return err
+		}
+		a.auditFailClosed = sf.auditFailClosed
 		var tlsConfig *tls.Config
 		if certFile != "" {
 			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -90,13 +121,26 @@ number of serve processes share the keys.`,
 			}
 			tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		}
-		if err := a.openExisting(ctx, "serve answers with the keys and access keys of an existing store (create-key, then create-access-key)"); err != nil {
+		// On first use the store and its root key are created, as
+		// create-key creates them: serve in an empty directory is an
+		// empty KMS (CreateKey over the wire fills it).
+		if err := a.open(ctx, true); err != nil {
 			return err
 		}
 		if maxLoaded < 1 {
 			return usageError("--max-loaded-keys must be at least 1, not %d", maxLoaded)
 		}
-		return a.serve(ctx, addr, tlsConfig, maxLoaded)
+		// A store made for this serve is kept once serve listens; if it
+		// cannot (the port is taken, say), nothing is left behind.
+		listening := false
+		err = a.serve(ctx, addr, tlsConfig, logger, sf, maxLoaded, func() {
+			listening = true
+			a.keepCreated()
+		})
+		if !listening {
+			a.discardCreated()
+		}
+		return err
 	})
 	return c
 }
@@ -136,22 +180,40 @@ func isLoopbackHost(host string) bool {
 
 // serve runs the endpoint on addr until ctx ends, with the rotation
 // scheduler over the store's keys.
-func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, maxLoaded int) error {
-	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
+func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, sf serveFlags, maxLoaded int, ready func()) error {
 	keys, err := a.newServeKeys(ctx, logger, maxLoaded)
 	if err != nil {
 		return err
 	}
-	h, err := kmsapi.New(a.st, a.rk,
+	// /metrics reports the keys the handler holds loaded (bounded by
+	// --max-loaded-keys), not every key in the store.
+	var h *kmsapi.Handler
+	m := newMetrics(keys.clock, func() []*keyring.Keyring { return h.Keys() })
+	h, err = kmsapi.New(a.st, a.rk,
 		kmsapi.WithRegion(a.region), kmsapi.WithAccount(a.account),
-		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys),
-		kmsapi.WithLogger(logger), kmsapi.WithMaxLoadedKeys(maxLoaded))
+		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys), kmsapi.WithAuditor(m.keys),
+		kmsapi.WithLogger(logger), kmsapi.WithMaxLoadedKeys(maxLoaded),
+		kmsapi.WithRequestObserver(logRequest(logger)), kmsapi.WithRequestObserver(m.observe))
 	if err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	ln = newLimitListener(ln, sf.maxConnections)
+	// Beside an embedded store, the control socket lets every other
+	// command use the store while serve holds it.
+	if bs, ok := a.st.(*boltstore.Store); ok {
+		stopControl, err := listenControl(a.storeURL, &ControlService{st: bs, changed: func(id string) {
+			h.Changed(context.WithoutCancel(ctx), id)
+			keys.changed(id)
+		}}, logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopControl()
 	}
 	// "localhost" resolved to an address beyond loopback, say.
 	if tcp, ok := ln.Addr().(*net.TCPAddr); tlsConfig == nil && (!ok || !tcp.IP.IsLoopback()) {
@@ -176,6 +238,9 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, max
 	defer wg.Wait()
 	defer stop()
 	wg.Go(func() { keys.run(bg) })
+	// Changes other processes make (PostgreSQL's notifications) reach
+	// the handler's caches at once.
+	wg.Go(func() { h.Watch(bg) })
 
 	served := make(chan error, 1)
 	go func() {
@@ -185,7 +250,17 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, max
 			served <- srv.Serve(ln)
 		}
 	}()
+	ready()
 	fmt.Fprintf(a.stdout, "listening on %s\n", listenURL(addr, ln.Addr(), tlsConfig != nil))
+	if sf.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(bg, sf.metricsAddr, m.handler(a.st, logger), a.stdout, logger)
+		if err != nil {
+			srv.Close()
+			<-served
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	select {
 	case err := <-served:

@@ -340,3 +340,20 @@ func TestListenURL(t *testing.T) {
 	v6 := &net.TCPAddr{IP: net.IPv6loopback, Port: 8080}
 	assert.Equal(t, "http://[::1]:8080", listenURL("[::1]:8080", v6, false), "IPv6 in brackets")
 }
+
+// cmdHTTPGet implements "httpget URL": it GETs URL and writes the body to
+// stdout; the status must be 200 (with !, must not be).
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	resp, err := http.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	ts.Stdout().Write(body)
+	if ok := resp.StatusCode == http.StatusOK; ok == neg {
+		ts.Fatalf("httpget %s: status %s", args[0], resp.Status)
+	}
+}

@@ -23,6 +23,7 @@ var serveRefresh = rotation.DefaultRefreshInterval
 // scheduler at once; changes made by other processes are seen within the
 // refresh interval.
 type serveKeys struct {
+	clock keyring.Clock
 	set   *keyring.Set
 	sched *rotation.Scheduler
 }
@@ -39,7 +40,8 @@ func (a *app) newServeKeys(ctx context.Context, logger *slog.Logger, maxLoaded i
 		return nil, err
 	}
 	return &serveKeys{
-		set: set,
+		clock: clock,
+		set:   set,
 		sched: rotation.New(rotation.WithClock(clock), rotation.WithLogger(logger),
 			rotation.WithRefreshInterval(serveRefresh), rotation.WithSet(set)),
 	}, nil
@@ -89,4 +91,13 @@ func (s *serveKeys) run(ctx context.Context) {
 			s.sched.Wake()
 		}
 	}
+}
+
+// changed tells the scheduler that another command changed key id through
+// the control socket, without blocking: it looks at the due index again.
+func (s *serveKeys) changed(id string) {
+	if keyring.IsReserved(id) {
+		return // an access key, the store key: not a key to schedule
+	}
+	s.sched.Wake()
 }

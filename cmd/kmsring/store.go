@@ -97,7 +97,11 @@ func (a *app) open(ctx context.Context, create bool) error {
 		return a.explain(err)
 	}
 	a.mac = mac
-	a.log = audit.New(audit.WithStore(a.st), audit.WithMAC(mac))
+	aopts := []audit.Option{audit.WithStore(a.st), audit.WithMAC(mac)}
+	if a.auditFailClosed > 0 {
+		aopts = append(aopts, audit.WithFailClosed(a.auditFailClosed))
+	}
+	a.log = audit.New(aopts...)
 	a.opened = true
 	return nil
 }
@@ -123,7 +127,13 @@ func (a *app) openBolt(create bool) error {
 	}
 	st, err := boltstore.Open(path)
 	if errors.Is(err, boltstore.ErrLocked) {
-		return fmt.Errorf("%w (an embedded store opens in one process at a time: if kmsring serve holds it, stop serve or go through the endpoint; keep the keys in PostgreSQL, --store postgres://..., to use these commands while serve runs)", err)
+		// kmsring serve holds the store: go through its control socket.
+		rs, derr := dialControl(path)
+		if derr != nil {
+			return fmt.Errorf("%w (an embedded store opens in one process at a time, and no kmsring serve answers on %s: wait for the other command to finish)", err, path+controlSuffix)
+		}
+		a.st = rs
+		return nil
 	}
 	if err != nil {
 		return err

@@ -53,6 +53,7 @@ import (
 var (
 	_ store.Store         = (*Store)(nil)
 	_ store.Notifier      = (*Store)(nil)
+	_ store.ChangeFeed    = (*Store)(nil)
 	_ store.AuditLog      = (*Store)(nil)
 	_ store.VersionRanger = (*Store)(nil)
 	_ store.DueIndex      = (*Store)(nil)
@@ -88,6 +89,7 @@ type Store struct {
 type sub struct {
 	keyID string
 	c     chan<- struct{}
+	fn    func(string) // a ChangeFeed subscriber: every key
 }
 
 // Open connects to the database at dsn (a libpq connection string or
@@ -487,7 +489,11 @@ func (s *Store) List(ctx context.Context) ([]string, error) {
 // and after the listener reconnects, since notifications may have been
 // missed meanwhile.
 func (s *Store) Notify(keyID string, c chan<- struct{}) (stop func()) {
-	sb := &sub{keyID: keyID, c: c}
+	return s.subscribe(&sub{keyID: keyID, c: c})
+}
+
+// subscribe adds sb, starting the listener if it is the first.
+func (s *Store) subscribe(sb *sub) (stop func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -506,11 +512,23 @@ func (s *Store) Notify(keyID string, c chan<- struct{}) (stop func()) {
 	}
 }
 
+// Changes implements [store.ChangeFeed]: fn is called with the key ID of
+// every change committed by any process sharing the database (the payload
+// of a NOTIFY on kmsring_changes), and with "" after the listener
+// reconnects.
+func (s *Store) Changes(fn func(keyID string)) (stop func()) {
+	return s.subscribe(&sub{fn: fn})
+}
+
 // dispatch signals the subscribers of keyID, or all if keyID is empty.
 func (s *Store) dispatch(keyID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for sb := range s.subs {
+		if sb.fn != nil {
+			sb.fn(keyID)
+			continue
+		}
 		if keyID == "" || sb.keyID == keyID {
 			select {
 			case sb.c <- struct{}{}:

@@ -2,7 +2,10 @@ package pgstore_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -10,6 +13,7 @@ import (
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/pgstore"
 	"github.com/kmsring/kmsring/store/storetest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -84,6 +88,51 @@ func TestNotify(t *testing.T) {
 	case <-other:
 		t.Fatal("a subscriber of another key was signalled")
 	default:
+	}
+}
+
+// TestChanges: a ChangeFeed subscriber hears of every key another process
+// changes, by key ID, and "" when the listener (re)connects. The channel is
+// the database's, so other tests' stores (other schemas) are heard too:
+// the keys here have names of their own.
+func TestChanges(t *testing.T) {
+	ctx := t.Context()
+	dsn := freshDSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	ids := []string{"changes-1-" + suffix, "changes-2-" + suffix}
+	var recs []store.Record
+	for _, id := range ids {
+		rec, err := a.Create(ctx, store.Record{KeyID: id, Data: []byte("x")}, []store.Version{{Number: 1, Data: []byte("v")}})
+		require.NoError(t, err)
+		recs = append(recs, rec)
+	}
+	got := make(chan string, 1000)
+	stop := b.Changes(func(id string) {
+		select {
+		case got <- id:
+		default:
+		}
+	})
+	require.Equal(t, "", <-got, "the listener is up")
+	for _, rec := range recs {
+		_, err := a.Update(ctx, rec, nil)
+		require.NoError(t, err)
+	}
+	var heard []string
+	for len(heard) < 2 {
+		if id := <-got; strings.HasSuffix(id, suffix) {
+			heard = append(heard, id)
+		}
+	}
+	assert.Equal(t, ids, heard, "in commit order")
+	stop()
+	_, err := a.Update(ctx, store.Record{KeyID: ids[0], Revision: recs[0].Revision + 1, Data: []byte("y")}, nil)
+	require.NoError(t, err)
+	_, err = b.Get(ctx, ids[0]) // a round trip after the notification
+	require.NoError(t, err)
+	for len(got) > 0 {
+		assert.NotContains(t, <-got, suffix, "no calls after stop")
 	}
 }
 

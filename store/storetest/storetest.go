@@ -51,6 +51,7 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		{"ListPage", testListPage},
 		{"ListAliasPage", testListAliasPage},
 		{"PageLimits", testPageLimits},
+		{"ChangeFeed", testChangeFeed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -283,6 +284,34 @@ func testClose(t *testing.T, st store.Store) {
 	require.NoError(t, c.Close())
 	_, err = st.Get(ctx, keyA)
 	assert.ErrorIs(t, err, store.ErrClosed, "use after Close")
+}
+
+// testChangeFeed: a store.ChangeFeed calls its subscriber with "" once it
+// listens, then with the key ID of every committed Update. Other stores
+// sharing a database may be heard too: the key ID here is this run's own.
+func testChangeFeed(t *testing.T, st store.Store) {
+	feed, ok := st.(store.ChangeFeed)
+	if !ok {
+		t.Skip("store reports no changes")
+	}
+	ctx := t.Context()
+	id := fmt.Sprintf("changefeed-%d", time.Now().UnixNano())
+	r, err := st.Create(ctx, rec(id), []store.Version{ver(1)})
+	require.NoError(t, err)
+	got := make(chan string, 1000)
+	stop := feed.Changes(func(keyID string) {
+		select {
+		case got <- keyID:
+		default:
+		}
+	})
+	defer stop()
+	for <-got != "" {
+	}
+	_, err = st.Update(ctx, r, nil)
+	require.NoError(t, err)
+	for <-got != id {
+	}
 }
 
 // auditLog returns st as a store.AuditLog or skips the test.
