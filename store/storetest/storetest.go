@@ -45,6 +45,8 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		{"AuditAppendRead", testAuditAppendRead},
 		{"AuditSequence", testAuditSequence},
 		{"AuditConcurrentAppends", testAuditConcurrent},
+		{"AuditPrune", testAuditPrune},
+		{"AuditPruneMissing", testAuditPruneMissing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,35 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/kmsring/kmsring/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+var _ store.AuditPruner = (*Store)(nil)
+
+// PruneAudit implements [store.AuditPruner]. The pages the pruned entries
+// held go to the file's free list and are reused by later writes; the file
+// does not shrink (bbolt compacts only into a new file: `bbolt compact`).
+func (s *Store) PruneAudit(ctx context.Context, keep uint64) error {
+	return s.do(ctx, true, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAudit)
+		k := seqKey(keep)
+		if first, _ := b.Cursor().First(); first != nil && bytes.Compare(k, first) <= 0 {
+			return nil
+		}
+		if b.Get(k) == nil {
+			return fmt.Errorf("boltstore: prune audit log: no entry %d: %w", keep, store.ErrNotFound)
+		}
+		c := b.Cursor()
+		for ck, _ := c.First(); ck != nil && bytes.Compare(ck, k) < 0; ck, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
