@@ -137,8 +137,9 @@ type bar struct {
 }
 
 type tick struct {
-	X     float64
-	Label string
+	X      float64
+	Label  string
+	Anchor string // text-anchor: start, middle or end
 }
 
 func newView(r *Report) view {
@@ -155,7 +156,14 @@ func newView(r *Report) view {
 	for y := start.Year(); y <= end.Year()+1; y++ {
 		t := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
 		if !t.Before(start) && !t.After(end) {
-			v.Ticks = append(v.Ticks, tick{X: pos(t), Label: strconv.Itoa(y)})
+			tk := tick{X: pos(t), Label: strconv.Itoa(y), Anchor: "middle"}
+			switch {
+			case tk.X < 3:
+				tk.Anchor = "start"
+			case tk.X > 97:
+				tk.Anchor = "end"
+			}
+			v.Ticks = append(v.Ticks, tk)
 		}
 	}
 	for _, k := range r.Keys {
