@@ -226,35 +226,49 @@ func readArchive(dir string, mac func() hash.Hash, auth bool) (*archiveDir, erro
 	return a, nil
 }
 
-// readDigest reads and checks one digest file: its JSON is exactly what
-// the archive writes, its name matches its segment, its MAC verifies.
+// readDigest reads and checks one digest file (see parseDigest).
 func readDigest(dir, name string, mac func() hash.Hash, auth bool) (Digest, []byte, error) {
-	var d Digest
 	raw, err := readFileMax(filepath.Join(dir, name), maxDigestSize)
 	if err != nil {
-		return d, nil, fmt.Errorf("audit: archive: digest %s: %w", name, err)
+		return Digest{}, nil, fmt.Errorf("audit: archive: digest %s: %w", name, err)
 	}
-	first, last, _, _ := parseSegmentName(name)
+	d, err := parseDigest(name, raw, mac, auth)
+	return d, raw, err
+}
+
+// parseDigest parses the digest file name holding raw: its JSON is exactly
+// what the archive writes (no other field, no other spacing), its name
+// matches the segment it describes, and, with auth, its MAC verifies under
+// mac (and it has none without).
+func parseDigest(name string, raw []byte, mac func() hash.Hash, auth bool) (Digest, error) {
+	var d Digest
+	first, last, digest, ok := parseSegmentName(name)
+	if !ok || !digest {
+		return d, fmt.Errorf("%w: %s is not a digest file name", ErrForeignDir, name)
+	}
 	te := func(reason string) error { return &TamperError{Seq: first, File: name, Reason: reason} }
+	if len(raw) > maxDigestSize {
+		return d, te("the digest is too large")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil || !bytes.Equal(d.marshal(), raw) {
-		return d, nil, te("the digest does not parse or is not in its canonical form: it was changed")
+		return d, te("the digest does not parse or is not in its canonical form: it was changed")
 	}
 	switch {
 	case d.Segment != segmentName(first, last) || d.FirstSeq != first || d.LastSeq != last:
-		return d, nil, te(fmt.Sprintf("the digest describes %s, not the segment its name says: digests were swapped or renamed", d.Segment))
+		return d, te(fmt.Sprintf("the digest describes %.80q, not the segment its name says: digests were swapped or renamed", d.Segment))
 	case d.Count != last-first+1:
-		return d, nil, te("its count disagrees with its sequence numbers")
+		return d, te("its count disagrees with its sequence numbers")
 	case !auth:
 	case mac == nil && d.MAC != "":
-		return d, nil, fmt.Errorf("%w (digest %s carries a MAC)", ErrKeyed, name)
+		return d, fmt.Errorf("%w (digest %s carries a MAC)", ErrKeyed, name)
 	case mac != nil && d.MAC == "":
-		return d, nil, te("it has no MAC: it was written or rewritten without the audit chain key")
+		return d, te("it has no MAC: it was written or rewritten without the audit chain key")
 	case mac != nil && !validMAC(mac, sealDigestBody(d), d.MAC):
-		return d, nil, te("its MAC does not verify: it was changed")
+		return d, te("its MAC does not verify: it was changed")
 	}
-	return d, raw, nil
+	return d, nil
 }
 
 // sealDigestBody returns the bytes a digest's MAC covers.
