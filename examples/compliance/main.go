@@ -98,7 +98,7 @@ func run(ctx context.Context, out io.Writer, dir string) error {
 		orders:   audit.WithPrincipal(ctx, "svc-orders"),
 		legacy:   audit.WithPrincipal(ctx, "svc-reports"),
 	}
-	var blobs []*keyring.DataKey
+	blobs := map[*keyring.Keyring][]*keyring.DataKey{}
 	for d := 1; d <= 1096; d++ {
 		clk.Advance(day)
 		if _, err := sched.RunOnce(ctx); err != nil {
@@ -116,14 +116,14 @@ func run(ctx context.Context, out io.Writer, dir string) error {
 			}
 			fmt.Fprintln(out, "   2024-06-15 alice rotates alias/orders on demand")
 		}
-		if d%7 == 0 { // weekly traffic: a data key per key, and the oldest blob opened again
+		if d%7 == 0 { // weekly traffic: a data key per key, and an older one opened again
 			for _, k := range []*keyring.Keyring{payments, orders, legacy} {
 				dk, err := k.GenerateDataKey(users[k])
 				if err != nil {
 					return err
 				}
-				blobs = append(blobs, dk)
-				if _, err := k.Decrypt(users[k], blobs[len(blobs)/2].Ciphertext); err != nil && blobs[len(blobs)/2].KeyID == k.ID() {
+				blobs[k] = append(blobs[k], dk)
+				if _, err := k.Decrypt(users[k], blobs[k][len(blobs[k])/2].Ciphertext); err != nil {
 					return err
 				}
 			}
