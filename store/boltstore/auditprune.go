@@ -24,9 +24,16 @@ func (s *Store) PruneAudit(ctx context.Context, keep uint64) error {
 		if b.Get(k) == nil {
 			return fmt.Errorf("boltstore: prune audit log: no entry %d: %w", keep, store.ErrNotFound)
 		}
+		// Collect, then delete: re-seeking the first key after each
+		// cursor delete walks the emptied leaves again and again
+		// (quadratic in the entries pruned).
+		var doomed [][]byte
 		c := b.Cursor()
-		for ck, _ := c.First(); ck != nil && bytes.Compare(ck, k) < 0; ck, _ = c.First() {
-			if err := c.Delete(); err != nil {
+		for ck, _ := c.First(); ck != nil && bytes.Compare(ck, k) < 0; ck, _ = c.Next() {
+			doomed = append(doomed, bytes.Clone(ck))
+		}
+		for _, dk := range doomed {
+			if err := b.Delete(dk); err != nil {
 				return err
 			}
 		}
