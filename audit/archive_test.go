@@ -457,3 +457,26 @@ func TestArchiveNeedsPruner(t *testing.T) {
 	require.ErrorIs(t, err, audit.ErrNoPrune)
 	assert.Empty(t, dirFiles(t, dir))
 }
+
+// WalkWithoutContexts hands over the same records without their
+// encryption contexts, and verifies the same.
+func TestWalkWithoutContexts(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	l := audit.New(audit.WithStore(st), audit.WithMAC(chainKey))
+	defer l.Close()
+	require.NoError(t, l.Audit(ctx, keyring.AuditEvent{Time: epoch, Operation: keyring.OpEncrypt, KeyID: "k", Version: 1,
+		EncryptionContext: map[string]string{"tenant": "7"}}))
+	require.NoError(t, l.Flush(ctx))
+	var full, lean []audit.Record
+	v1, err := audit.Walk(ctx, st, func(r audit.Record) error { full = append(full, r); return nil }, audit.VerifyWithMAC(chainKey))
+	require.NoError(t, err)
+	v2, err := audit.Walk(ctx, st, func(r audit.Record) error { lean = append(lean, r); return nil }, audit.VerifyWithMAC(chainKey), audit.WalkWithoutContexts())
+	require.NoError(t, err)
+	assert.Equal(t, v1, v2)
+	require.Len(t, lean, 1)
+	assert.Equal(t, map[string]string{"tenant": "7"}, full[0].EncryptionContext)
+	assert.Nil(t, lean[0].EncryptionContext)
+	full[0].EncryptionContext = nil
+	assert.Equal(t, full, lean, "every other field is the same")
+}

@@ -415,7 +415,7 @@ func (b *builder) walk(ctx context.Context, st store.Store) AuditLog {
 		out.ContinuesPreviousReport = continues
 		return out
 	}
-	var vopts []audit.VerifyOption
+	vopts := []audit.VerifyOption{audit.WalkWithoutContexts()}
 	if b.cfg.mac != nil {
 		vopts = append(vopts, audit.VerifyWithMAC(b.cfg.mac))
 	}
