@@ -366,6 +366,10 @@ type keyAcc struct {
 	// retired counts encryptions under a version after its successor
 	// was made.
 	retired map[uint32]uint64
+	// inactiveSince is when the key last stopped being usable
+	// (DisableKey, ScheduleKeyDeletion, DeleteKey), zero if it is not
+	// known or the key was enabled again since.
+	inactiveSince time.Time
 }
 
 func newKeyAcc(md keyring.Metadata) *keyAcc {
@@ -476,6 +480,14 @@ func (b *builder) add(a *keyAcc, r audit.Record) {
 		a.rotatedBy[r.Version] = r.Principal
 		a.rotLogged[r.Version] = true
 	default:
+		switch keyring.Operation(r.Operation) {
+		case keyring.OpDisableKey, keyring.OpScheduleKeyDeletion, keyring.OpDeleteKey:
+			if a.inactiveSince.IsZero() {
+				a.inactiveSince = r.Time.UTC()
+			}
+		case keyring.OpEnableKey:
+			a.inactiveSince = time.Time{}
+		}
 		if stateOps[r.Operation] && in {
 			a.changes = append(a.changes, StateChange{Date: r.Time.UTC(), Operation: r.Operation, Principal: r.Principal})
 		}
@@ -536,8 +548,10 @@ func (b *builder) key(a *keyAcc, log AuditLog) Key {
 			end = md.Versions[i+1].CreatedAt.UTC()
 		case md.KeyState == keyring.KeyEnabled:
 			end = b.end
+		case !a.inactiveSince.IsZero():
+			end = a.inactiveSince // in use until the key was disabled
 		default:
-			continue // the current version of a key not in use
+			continue // the current version of a key not in use, since an unknown time
 		}
 		if !end.After(b.start) || created.After(b.end) {
 			continue // outside the period

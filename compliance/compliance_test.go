@@ -302,3 +302,49 @@ func TestRenderings(t *testing.T) {
 	assert.NotContains(t, page, "http://", "no network")
 	assert.NotContains(t, page, "https://")
 }
+
+// A disabled key's current version is not in use: its age after the
+// DisableKey does not count against the cryptoperiod, its time before
+// does, and the change is listed with its principal.
+func TestDisabledKeyIsNotOverdue(t *testing.T) {
+	ctx := audit.WithPrincipal(t.Context(), "carol")
+	st := memstore.New()
+	rk, err := keyring.NewRootKey(bytes.Repeat([]byte{4}, 32))
+	require.NoError(t, err)
+	mac, err := keyring.AuditMAC(ctx, st, rk)
+	require.NoError(t, err)
+	l := audit.New(audit.WithStore(st), audit.WithMAC(mac))
+	defer l.Close()
+	clk := clockwork.NewFakeClockAt(start)
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk), keyring.WithClock(clk), keyring.WithAuditor(l))
+	require.NoError(t, err)
+	clk.Advance(100 * day)
+	require.NoError(t, k.DisableKey(ctx))
+	clk.Advance(900 * day)
+	require.NoError(t, l.Flush(t.Context()))
+	r, err := compliance.Build(t.Context(), st, compliance.WithClock(clk), compliance.WithRootKey(rk), compliance.WithMAC(mac))
+	require.NoError(t, err)
+	require.Len(t, r.Keys, 1)
+	key := r.Keys[0]
+	assert.Equal(t, "Disabled", key.KeyState)
+	assert.True(t, key.Compliant)
+	assert.Empty(t, key.OverduePeriods)
+	assert.Equal(t, []compliance.StateChange{{Date: start.Add(100 * day), Operation: "DisableKey", Principal: "carol"}}, key.StateChanges)
+	assert.Equal(t, 1000.0, key.CurrentVersionAgeDays)
+	assert.Equal(t, 100.0, key.LongestIntervalDays, "in use for 100 days")
+
+	// Enabled again, used 300 more days, disabled: 400 days in use.
+	require.NoError(t, k.EnableKey(ctx))
+	clk.Advance(300 * day)
+	require.NoError(t, k.DisableKey(ctx))
+	clk.Advance(10 * day)
+	require.NoError(t, l.Flush(t.Context()))
+	r, err = compliance.Build(t.Context(), st, compliance.WithClock(clk), compliance.WithRootKey(rk), compliance.WithMAC(mac))
+	require.NoError(t, err)
+	key = r.Keys[0]
+	assert.False(t, key.Compliant)
+	assert.Equal(t, 1300.0, key.LongestIntervalDays, "from creation to the last DisableKey")
+	require.Len(t, key.OverduePeriods, 1)
+	assert.Equal(t, start.Add(365*day), key.OverduePeriods[0].Start)
+	assert.Equal(t, start.Add(1300*day), key.OverduePeriods[0].End)
+}
