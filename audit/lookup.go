@@ -57,107 +57,68 @@ var ErrTampered = errors.New("audit: log tampered with")
 // TamperError says where verification failed. It wraps ErrTampered.
 type TamperError struct {
 	// Seq is the first record (or expected sequence number) that fails.
-	Seq    uint64
+	Seq uint64
+	// File, for a record or digest in an archive, is the archive file's
+	// name (a segment or its digest).
+	File   string
 	Reason string
 }
 
 // Error describes where the log fails verification.
 func (e *TamperError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("audit: log tampered with at record %d, archive file %s: %s", e.Seq, e.File, e.Reason)
+	}
 	return fmt.Sprintf("audit: log tampered with at record %d: %s", e.Seq, e.Reason)
 }
 
 // Unwrap returns ErrTampered.
 func (e *TamperError) Unwrap() error { return ErrTampered }
 
-// Verification is what Verify found in a sound log.
-type Verification struct {
-	// Records is the number of records checked.
-	Records uint64
-	// Head is the link of the last record (its MAC in a keyed log, else
-	// the hex SHA-256 of its bytes): keep it elsewhere to detect later
-	// truncation of the log.
-	Head string
-}
-
-// VerifyOption configures Verify.
-type VerifyOption func(*verifyConfig)
-
-type verifyConfig struct{ mac func() hash.Hash }
-
-// VerifyWithMAC makes Verify authenticate every record under the audit
-// chain key, as a Logger given WithMAC(mac) wrote them.
-func VerifyWithMAC(mac func() hash.Hash) VerifyOption {
-	return func(c *verifyConfig) { c.mac = mac }
-}
-
-// ErrKeyed reports a keyed log given to Verify without VerifyWithMAC: it
-// cannot be authenticated without the audit chain key.
-var ErrKeyed = errors.New("audit: the log is keyed: verify it with the audit chain key (VerifyWithMAC)")
-
-// Verify reads the whole stored log and checks its chain: sequence numbers
-// run 1, 2, 3, ... without gaps, each record holds the link of the one
-// before, and each record's bytes agree with the fields the store indexes.
-// With VerifyWithMAC, every record must carry a MAC under the audit chain
-// key over its bytes (its link included), so a record changed by someone
-// without the root key is named even if every later link was recomputed.
-// It returns a *TamperError (errors.Is ErrTampered) naming the first record
-// that fails, or ErrKeyed for a keyed log verified without its key.
-func Verify(ctx context.Context, al store.AuditLog, opts ...VerifyOption) (Verification, error) {
-	var c verifyConfig
-	for _, o := range opts {
-		o(&c)
-	}
-	var v Verification
-	const page = 1000
-	for {
-		entries, err := al.ReadAudit(ctx, store.AuditQuery{After: v.Records, Limit: page})
-		if err != nil {
-			return v, fmt.Errorf("audit: verify: %w", err)
-		}
-		for _, e := range entries {
-			if err := c.check(e, v); err != nil {
-				return v, err
-			}
-			v.Records, v.Head = e.Seq, link(e.Data)
-		}
-		if len(entries) < page {
-			return v, nil
-		}
-	}
-}
-
-// check verifies entry e, which follows the sound log v.
-func (c *verifyConfig) check(e store.AuditEntry, v Verification) error {
-	want := v.Records + 1
+// check verifies entry e, which follows the sound log that ends at record
+// last with link head, and returns its record.
+func (c *verifyConfig) check(e store.AuditEntry, last uint64, head string) (Record, error) {
+	want := last + 1
 	if e.Seq != want {
-		return &TamperError{Seq: want, Reason: fmt.Sprintf("record %d is missing (next stored is %d)", want, e.Seq)}
+		return Record{}, &TamperError{Seq: want, Reason: fmt.Sprintf("record %d is missing (next stored is %d)", want, e.Seq)}
 	}
-	body, tag, keyed := splitMAC(e.Data)
-	switch {
-	case keyed && c.mac == nil && e.Seq == 1:
-		return fmt.Errorf("%w (record %d carries a MAC)", ErrKeyed, e.Seq)
-	case keyed && c.mac == nil:
-		return &TamperError{Seq: e.Seq, Reason: "it carries a MAC in a log whose first record does not"}
-	case !keyed && c.mac != nil:
-		return &TamperError{Seq: e.Seq, Reason: "it has no MAC: it was written or rewritten without the audit chain key"}
-	case keyed && !validMAC(c.mac, body, tag):
-		return &TamperError{Seq: e.Seq, Reason: "its MAC does not verify: it was changed"}
+	r, err := c.checkData(e.Seq, e.Data, head)
+	if err != nil {
+		return r, err
 	}
+	if r.KeyID != e.KeyID || r.Operation != e.Operation || !r.Time.Truncate(time.Microsecond).Equal(e.Time.Truncate(time.Microsecond)) {
+		return r, &TamperError{Seq: e.Seq, Reason: "indexed fields disagree with the record"}
+	}
+	return r, nil
+}
+
+// checkData verifies the stored bytes of record seq, which follows a
+// record whose link is head, and returns the record.
+func (c *verifyConfig) checkData(seq uint64, data []byte, head string) (Record, error) {
 	var r Record
-	if err := json.Unmarshal(e.Data, &r); err != nil {
-		return &TamperError{Seq: e.Seq, Reason: "record does not parse"}
+	body, tag, keyed := splitMAC(data)
+	switch {
+	case keyed && c.mac == nil && seq == 1:
+		return r, fmt.Errorf("%w (record %d carries a MAC)", ErrKeyed, seq)
+	case keyed && c.mac == nil:
+		return r, &TamperError{Seq: seq, Reason: "it carries a MAC in a log whose first record does not"}
+	case !keyed && c.mac != nil:
+		return r, &TamperError{Seq: seq, Reason: "it has no MAC: it was written or rewritten without the audit chain key"}
+	case keyed && !validMAC(c.mac, body, tag):
+		return r, &TamperError{Seq: seq, Reason: "its MAC does not verify: it was changed"}
+	}
+	if err := c.decode(data, &r); err != nil {
+		return Record{}, &TamperError{Seq: seq, Reason: "record does not parse"}
 	}
 	switch {
-	case r.Seq != e.Seq:
-		return &TamperError{Seq: e.Seq, Reason: fmt.Sprintf("record says it is number %d", r.Seq)}
-	case r.Prev != v.Head && keyed:
-		return &TamperError{Seq: e.Seq, Reason: fmt.Sprintf("it does not follow record %d: a record before it was removed or replaced", e.Seq-1)}
-	case r.Prev != v.Head:
-		return &TamperError{Seq: e.Seq - 1, Reason: fmt.Sprintf("its hash does not match the link in record %d: it was changed (or that link was)", e.Seq)}
-	case r.KeyID != e.KeyID || r.Operation != e.Operation || !r.Time.Truncate(time.Microsecond).Equal(e.Time.Truncate(time.Microsecond)):
-		return &TamperError{Seq: e.Seq, Reason: "indexed fields disagree with the record"}
+	case r.Seq != seq:
+		return r, &TamperError{Seq: seq, Reason: fmt.Sprintf("record says it is number %d", r.Seq)}
+	case r.Prev != head && keyed:
+		return r, &TamperError{Seq: seq, Reason: fmt.Sprintf("it does not follow record %d: a record before it was removed or replaced", seq-1)}
+	case r.Prev != head:
+		return r, &TamperError{Seq: seq - 1, Reason: fmt.Sprintf("its hash does not match the link in record %d: it was changed (or that link was)", seq)}
 	}
-	return nil
+	return r, nil
 }
 
 // validMAC reports whether tag is the hex MAC of body, in the canonical
@@ -167,4 +128,39 @@ func (c *verifyConfig) check(e store.AuditEntry, v Verification) error {
 func validMAC(mac func() hash.Hash, body []byte, tag string) bool {
 	want := hex.EncodeToString(sum(mac, body))
 	return hmac.Equal([]byte(tag), []byte(want))
+}
+
+// leanRecord is Record without its encryption contexts, for
+// WalkWithoutContexts.
+type leanRecord struct {
+	Seq             uint64    `json:"seq"`
+	Time            time.Time `json:"time"`
+	Operation       string    `json:"operation"`
+	KeyID           string    `json:"key_id"`
+	Version         uint32    `json:"version,omitempty"`
+	PreviousVersion uint32    `json:"previous_version,omitempty"`
+	Origin          string    `json:"origin,omitempty"`
+	Alias           string    `json:"alias,omitempty"`
+	Principal       string    `json:"principal,omitempty"`
+	Outcome         string    `json:"outcome"`
+	ErrorClass      string    `json:"error_class,omitempty"`
+	Amends          uint64    `json:"amends,omitempty"`
+	Prev            string    `json:"prev,omitempty"`
+	MAC             string    `json:"mac,omitempty"`
+}
+
+// decode parses a record's stored bytes into r, without its contexts
+// when c.lean.
+func (c *verifyConfig) decode(data []byte, r *Record) error {
+	if !c.lean {
+		return json.Unmarshal(data, r)
+	}
+	var l leanRecord
+	if err := json.Unmarshal(data, &l); err != nil {
+		return err
+	}
+	*r = Record{Seq: l.Seq, Time: l.Time, Operation: l.Operation, KeyID: l.KeyID, Version: l.Version,
+		PreviousVersion: l.PreviousVersion, Origin: l.Origin, Alias: l.Alias, Principal: l.Principal,
+		Outcome: l.Outcome, ErrorClass: l.ErrorClass, Amends: l.Amends, Prev: l.Prev, MAC: l.MAC}
+	return nil
 }

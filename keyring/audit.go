@@ -8,7 +8,12 @@ import (
 )
 
 // Operation names an audited operation, as AWS CloudTrail names KMS API
-// calls.
+// calls: AWS's API name wherever AWS has one (an alias added is
+// "CreateAlias", however it was asked for), so that the library, the
+// command and the endpoint record one operation under one name. A rotation,
+// automatic or on demand, is "RotateKey", the event CloudTrail records for
+// the rotation itself, with its origin. The rest (version states, root key
+// rotation) have no AWS counterpart and are named in AWS's style.
 type Operation string
 
 // Audited operations.
@@ -29,8 +34,8 @@ const (
 	OpScheduleVersionDestruction Operation = "ScheduleKeyVersionDestruction"
 	OpCancelVersionDestruction   Operation = "CancelKeyVersionDestruction"
 	OpDestroyVersion             Operation = "DestroyKeyVersion"
-	OpAddAlias                   Operation = "AddAlias"
-	OpRemoveAlias                Operation = "RemoveAlias"
+	OpAddAlias                   Operation = "CreateAlias"
+	OpRemoveAlias                Operation = "DeleteAlias"
 	OpRotateRootKey              Operation = "RotateRootKey"
 	OpDisableKey                 Operation = "DisableKey"
 	OpEnableKey                  Operation = "EnableKey"

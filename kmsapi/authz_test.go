@@ -212,7 +212,7 @@ func TestAuditReads(t *testing.T) {
 		got = append(got, r.Operation+"/"+r.Outcome+"/"+strconv.FormatBool(r.KeyID == id))
 	}
 	assert.Equal(t, []string{
-		"CreateKey/success/true", "AddAlias/success/true", "DescribeKey/success/true",
+		"CreateKey/success/true", "CreateAlias/success/true", "DescribeKey/success/true",
 		"GetKeyRotationStatus/success/true", "ListKeyRotations/success/true", "GetKeyPolicy/success/true",
 		"ListKeys/success/false", "DescribeKey/failure/false",
 		"RotateKey/failure/true", "RotateKey/success/true",

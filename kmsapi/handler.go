@@ -326,9 +326,7 @@ func noteKey(ctx context.Context, keyID string) {
 // (and whichever outcome) recorded it.
 var auditOps = map[string]keyring.Operation{
 	"RotateKeyOnDemand": keyring.OpRotateKey,
-	"CreateAlias":       keyring.OpAddAlias,
-	"UpdateAlias":       keyring.OpAddAlias,
-	"DeleteAlias":       keyring.OpRemoveAlias,
+	"UpdateAlias":       keyring.OpAddAlias, // what a success records on the target key
 }
 
 // audit sends the handler's auditors a record of a request the keyring did

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kmsring/kmsring/audit"
+	"github.com/kmsring/kmsring/store"
 	"github.com/spf13/cobra"
 )
 
@@ -31,6 +32,9 @@ type (
 		Verified bool
 		Records  uint64
 		Head     string
+		// With --archive: the archive's segments and last record.
+		Segments        int    `json:",omitempty"`
+		ArchivedThrough uint64 `json:",omitempty"`
 	}
 )
 
@@ -43,12 +47,12 @@ time, the key and version used, the principal (cli:USER for this command),
 the encryption context, and the outcome. Records are hash-chained.`,
 		GroupID: "audit",
 	}
-	c.AddCommand(a.auditLookupCommand(), a.auditVerifyCommand())
+	c.AddCommand(a.auditLookupCommand(), a.auditVerifyCommand(), a.auditArchiveCommand())
 	return c
 }
 
 func (a *app) auditLookupCommand() *cobra.Command {
-	var ref, op, since, until string
+	var ref, op, since, until, archive string
 	var maxItems int
 	c := &cobra.Command{
 		Use:   "lookup",
@@ -67,6 +71,7 @@ names it: CreateKey, GenerateDataKey, Decrypt, RotateKey, EnableKeyRotation,
 	c.Flags().StringVar(&since, "since", "", "only records at or after this time")
 	c.Flags().StringVar(&until, "until", "", "only records before this time")
 	c.Flags().IntVar(&maxItems, "max-items", 0, "at most this many records (0: all)")
+	archiveFlag(c, &archive)
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
 		q := audit.Query{Operation: op}
 		var err error
@@ -91,7 +96,13 @@ names it: CreateKey, GenerateDataKey, Decrypt, RotateKey, EnableKeyRotation,
 			}
 		}
 		for {
-			recs, next, err := audit.LookupEvents(ctx, a.st, q)
+			lookup := audit.LookupEvents
+			if archive != "" {
+				lookup = func(ctx context.Context, al store.AuditLog, q audit.Query) ([]audit.Record, uint64, error) {
+					return audit.LookupArchive(ctx, al, archive, q)
+				}
+			}
+			recs, next, err := lookup(ctx, a.st, q)
 			if err != nil {
 				return err
 			}
@@ -173,11 +184,27 @@ func (a *app) auditVerifyCommand() *cobra.Command {
 		Short: "Check the audit log's hash chain",
 		Long: `Check the whole audit log's hash chain: a record deleted, reordered or changed
 anywhere is reported by number (exit status 1). Keep the Head it prints
-somewhere else to detect a later truncation of the log.`,
-		Example: `  kmsring audit verify`,
-		Args:    cobra.NoArgs,
+somewhere else to detect a later truncation of the log. With --archive, the
+archive's segments and digests are checked first and the store's records
+as their continuation; a damaged, missing or moved segment or digest is
+named by its file.`,
+		Example: `  kmsring audit verify
+  kmsring audit verify --archive /var/lib/kmsring/audit-archive`,
+		Args: cobra.NoArgs,
 	}
+	var archive string
+	archiveFlag(c, &archive)
 	c.RunE = a.op(func(ctx context.Context, _ *cobra.Command, _ []string) error {
+		if archive != "" {
+			if err := a.open(ctx, false); err != nil {
+				return err
+			}
+			v, err := a.verifyArchive(ctx, archive)
+			if err != nil {
+				return err
+			}
+			return a.print(verifyOutput{Verified: true, Records: v.Records, Head: v.Head, Segments: v.Segments, ArchivedThrough: v.ArchivedThrough})
+		}
 		if err := a.open(ctx, false); a.emptyStore(err) {
 			return a.print(verifyOutput{Verified: true})
 		} else if err != nil {

@@ -34,15 +34,16 @@ const controlDialTimeout = 2 * time.Second
 
 // RemoteErr carries a store error across the socket, keeping its sentinel.
 type RemoteErr struct {
-	Kind string // "notfound", "exists", "conflict", "closed" or ""
+	Kind string // "notfound", "exists", "conflict", "closed", "pagelimit" or ""
 	Msg  string
 }
 
 var remoteKinds = map[string]error{
-	"notfound": store.ErrNotFound,
-	"exists":   store.ErrExists,
-	"conflict": store.ErrConflict,
-	"closed":   store.ErrClosed,
+	"notfound":  store.ErrNotFound,
+	"exists":    store.ErrExists,
+	"conflict":  store.ErrConflict,
+	"closed":    store.ErrClosed,
+	"pagelimit": store.ErrPageLimit,
 }
 
 func toRemote(err error) *RemoteErr {
@@ -118,11 +119,7 @@ type (
 
 // ControlService is what serve answers on the socket.
 type ControlService struct {
-	st interface {
-		store.Store
-		store.AuditLog
-		store.VersionRanger
-	}
+	st controlStore
 	// changed is told of every record a command created or updated.
 	changed func(keyID string)
 }

@@ -132,7 +132,7 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.aliasCommands()...)
 	cs = append(cs, a.cryptoCommands()...)
 	cs = append(cs, a.fileCommands()...)
-	cs = append(cs, a.auditCommand())
+	cs = append(cs, a.auditCommand(), a.complianceCommand())
 	cs = append(cs, a.serveCommand())
 	cs = append(cs, a.accessKeyCommands()...)
 	cs = append(cs, a.policyCommands()...)

@@ -24,6 +24,7 @@ var (
 	_ store.VersionRanger = (*Store)(nil)
 	_ store.DueIndex      = (*Store)(nil)
 	_ store.Pager         = (*Store)(nil)
+	_ store.AuditPruner   = (*Store)(nil)
 )
 
 // Store is an in-memory store. The zero value is not usable; call New.
@@ -303,7 +304,7 @@ func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, e := range entries {
-		if want := uint64(len(s.audit) + i + 1); e.Seq != want {
+		if want := s.lastSeq() + uint64(i) + 1; e.Seq != want {
 			return fmt.Errorf("memstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
 		}
 	}
@@ -337,7 +338,7 @@ func (s *Store) ReadAudit(ctx context.Context, q store.AuditQuery) ([]store.Audi
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []store.AuditEntry
-	for _, e := range s.audit[min(q.After, uint64(len(s.audit))):] {
+	for _, e := range s.audit[s.auditIndex(q.After+1):] {
 		if q.Limit > 0 && len(out) == q.Limit {
 			break
 		}

@@ -52,6 +52,8 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		{"ListAliasPage", testListAliasPage},
 		{"PageLimits", testPageLimits},
 		{"ChangeFeed", testChangeFeed},
+		{"AuditPrune", testAuditPrune},
+		{"AuditPruneMissing", testAuditPruneMissing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
