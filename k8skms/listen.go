@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -113,14 +114,15 @@ func removeStale(path string) error {
 	return nil
 }
 
-// listener removes its socket when closed.
+// listener removes its socket when first closed.
 type listener struct {
 	*net.UnixListener
 	path string
+	once sync.Once
 }
 
 func (l *listener) Close() error {
 	err := l.UnixListener.Close()
-	os.Remove(l.path)
+	l.once.Do(func() { os.Remove(l.path) })
 	return err
 }

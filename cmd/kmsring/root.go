@@ -126,6 +126,7 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.fileCommands()...)
 	cs = append(cs, a.auditCommand())
 	cs = append(cs, a.serveCommand(), a.createAccessKeyCommand())
+	cs = append(cs, a.kmsPluginCommand())
 	cs = append(cs, a.policyCommands()...)
 	return cs
 }
