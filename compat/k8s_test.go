@@ -52,12 +52,12 @@ type plugin struct {
 	rk            tink.AEAD
 	keyID         string
 
-	st    *boltstore.Store
-	log   *audit.Logger
-	key   *keyring.Keyring
-	svc   *k8skms.Service
-	g     *grpc.Server
-	wg    sync.WaitGroup
+	st  *boltstore.Store
+	log *audit.Logger
+	key *keyring.Keyring
+	svc *k8skms.Service
+	g   *grpc.Server
+	wg  sync.WaitGroup
 }
 
 // newPlugin creates a key in a new store and starts the plugin over it.
