@@ -56,7 +56,7 @@ shows in every plugin's Status within a second. See docs/KUBERNETES.md.`,
 		Example: `  kmsring kms-plugin --listen unix:///var/run/kmsring/kms.sock --key-id alias/k8s-secrets
   kmsring --store postgres://kmsring@db/kms kms-plugin --listen unix:///var/run/kmsring/kms.sock \
     --key-id alias/k8s-secrets --metrics-addr 127.0.0.1:9464`,
-		GroupID: "endpoint",
+		GroupID: "kubernetes",
 		Args:    cobra.NoArgs,
 	}
 	c.Flags().StringVar(&listen, "listen", "", "the socket to serve, unix:///ABSOLUTE/PATH.sock (required)")

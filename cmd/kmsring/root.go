@@ -108,6 +108,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 		&cobra.Group{ID: "versions", Title: "Key versions (kmsring's own):"},
 		&cobra.Group{ID: "audit", Title: "Audit:"},
 		&cobra.Group{ID: "endpoint", Title: "The AWS KMS-compatible endpoint:"},
+		&cobra.Group{ID: "kubernetes", Title: "Kubernetes:"},
 	)
 	for _, c := range a.commands() {
 		root.AddCommand(c)
