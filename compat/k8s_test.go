@@ -221,9 +221,11 @@ func TestAPIServerAfterRotation(t *testing.T) {
 	api := startAPIServer(t, p, "apiserver-1")
 	old, err := api.tr.TransformToStorage(ctx, secretValue("a"), etcdKey("a"))
 	require.NoError(t, err)
+	t.Logf("wrote secret a (%d bytes in etcd) under key_id %s", len(old), keyIDOf(t, old))
 
-	_, err = p.key.Rotate(ctx)
+	v, err := p.key.Rotate(ctx)
 	require.NoError(t, err)
+	t.Logf("rotated on demand to version %d", v.Number)
 	// The API server notices at its next Status; loading the configuration
 	// again does that now.
 	api = startAPIServer(t, p, "apiserver-1")
@@ -232,6 +234,7 @@ func TestAPIServerAfterRotation(t *testing.T) {
 	require.NoError(t, err, "a value under the old version still reads")
 	assert.Equal(t, secretValue("a"), got)
 	assert.True(t, stale, "and is reported stale, for the storage migration")
+	t.Logf("read secret a: stale=%v", stale)
 
 	fresh, err := api.tr.TransformToStorage(ctx, got, etcdKey("a"))
 	require.NoError(t, err)
@@ -240,6 +243,7 @@ func TestAPIServerAfterRotation(t *testing.T) {
 	_, stale, err = api.tr.TransformFromStorage(ctx, fresh, etcdKey("a"))
 	require.NoError(t, err)
 	assert.False(t, stale)
+	t.Logf("rewrote secret a under key_id %s; read it again: stale=%v", keyIDOf(t, fresh), stale)
 }
 
 // statusLoop is the API server's KMS v2 state machine in small: the kmsv2
