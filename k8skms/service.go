@@ -176,13 +176,17 @@ func (s *Service) freshen(ctx context.Context) error {
 	if s.stale() {
 		s.refreshMu.Lock()
 		if s.stale() {
-			err := s.k.Refresh(ctx)
-			if err != nil {
+			// A call that ended (the API server's timeout) says nothing
+			// about the store: the next Status reads again.
+			switch err := s.k.Refresh(ctx); {
+			case ctx.Err() != nil:
+			case err != nil:
 				s.refreshErr.Store(&err)
-			} else {
+				s.refreshedAt.Store(s.clock.Now().UnixNano())
+			default:
 				s.refreshErr.Store(nil)
+				s.refreshedAt.Store(s.clock.Now().UnixNano())
 			}
-			s.refreshedAt.Store(s.clock.Now().UnixNano())
 		}
 		s.refreshMu.Unlock()
 	}
