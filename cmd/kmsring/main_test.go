@@ -76,6 +76,7 @@ func TestScripts(t *testing.T) {
 			"waitline":  cmdWaitline,
 			"kmscall":   cmdKMSCall,
 			"gencert":   cmdGenCert,
+			"kmsv2":     cmdKMSv2,
 			"httpget":   cmdHTTPGet,
 		},
 	})

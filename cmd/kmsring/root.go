@@ -116,6 +116,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 		&cobra.Group{ID: "versions", Title: "Key versions (kmsring's own):"},
 		&cobra.Group{ID: "audit", Title: "Audit:"},
 		&cobra.Group{ID: "endpoint", Title: "The AWS KMS-compatible endpoint:"},
+		&cobra.Group{ID: "kubernetes", Title: "Kubernetes:"},
 	)
 	for _, c := range a.commands() {
 		root.AddCommand(c)
@@ -135,6 +136,7 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.auditCommand(), a.complianceCommand())
 	cs = append(cs, a.serveCommand())
 	cs = append(cs, a.accessKeyCommands()...)
+	cs = append(cs, a.kmsPluginCommand())
 	cs = append(cs, a.policyCommands()...)
 	return cs
 }

@@ -341,11 +341,18 @@ func TestListenURL(t *testing.T) {
 	assert.Equal(t, "http://[::1]:8080", listenURL("[::1]:8080", v6, false), "IPv6 in brackets")
 }
 
-// cmdHTTPGet implements "httpget URL": it GETs URL and writes the body to
-// stdout; the status must be 200 (with !, must not be).
+// cmdHTTPGet implements "httpget URL [STATUS]": it GETs URL and writes the
+// body to stdout; the status must be STATUS (200 by default), or with !
+// must not be 200.
 func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: httpget URL")
+	if len(args) < 1 || len(args) > 2 || neg && len(args) == 2 {
+		ts.Fatalf("usage: [!] httpget URL [STATUS]")
+	}
+	want := http.StatusOK
+	if len(args) == 2 {
+		var err error
+		want, err = strconv.Atoi(args[1])
+		ts.Check(err)
 	}
 	resp, err := http.Get(args[0])
 	ts.Check(err)
@@ -353,7 +360,7 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	body, err := io.ReadAll(resp.Body)
 	ts.Check(err)
 	ts.Stdout().Write(body)
-	if ok := resp.StatusCode == http.StatusOK; ok == neg {
+	if ok := resp.StatusCode == want; ok == neg {
 		ts.Fatalf("httpget %s: status %s", args[0], resp.Status)
 	}
 }
