@@ -35,4 +35,11 @@ var (
 	// rotation period, an oversized plaintext, an invalid alias or
 	// encryption context, a creation-only option passed to Load.
 	ErrInvalidArgument = errors.New("keyring: invalid argument")
+	// ErrNotApproved reports, in FIPS 140-3 mode, data written in a format
+	// whose algorithms are not approved (a format 1 blob, a default-suite
+	// envelope, a root key ciphertext under XChaCha20-Poly1305 or argon2id)
+	// that the caller did not opt in to read for a migration
+	// (AllowNonApproved, envelope.AllowNonApproved, RootKeyAllowNonApproved),
+	// and a request to create a root key with a non-approved algorithm.
+	ErrNotApproved = errors.New("keyring: not FIPS 140-3 approved")
 )
