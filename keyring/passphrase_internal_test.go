@@ -14,7 +14,7 @@ var cheapArgon2 = Argon2Params{Time: 1, Memory: 64, Threads: 1}
 
 func cheapPassphraseKey(t *testing.T) *passphraseRootKey {
 	t.Helper()
-	r, err := newPassphraseRootKey([]byte("correct horse"), cheapArgon2, cheapArgon2)
+	r, err := newPassphraseRootKey([]byte("correct horse"), cheapArgon2, passphraseConfig{ceiling: cheapArgon2, pbkdf2Ceiling: DefaultPBKDF2Iterations})
 	require.NoError(t, err)
 	return r
 }
