@@ -225,9 +225,10 @@ func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option
 	out = format.AppendCheckedContext(out, c.ec, ecLen)
 	h := out[start : start+hlen] // the header, as it is filled in
 	blob := h[hlen-bs:]
-	scratch := out[start+hlen : start+hlen+randSize]
+	rs := randSizeFor(suite)
+	scratch := out[start+hlen : start+hlen+rs]
 	defer clear(scratch)
-	dek, random, salt := scratch[:dekSize], scratch[dekSize:dekSize+blobRandSize], scratch[dekSize+blobRandSize:]
+	dek, random, salt := scratch[:dekSize], scratch[dekSize:rs-format.SaltSize], scratch[rs-format.SaltSize:]
 	ecEnc := h[format.FixedHeaderSize : format.FixedHeaderSize+ecLen]
 	hit := false
 	if c.cache != nil {
@@ -547,7 +548,7 @@ func Rewrap(ctx context.Context, k *keyring.Keyring, sealed []byte) ([]byte, err
 		return nil, err
 	}
 	clear(pk[:])
-	random := scratch[dekSize:]
+	random := scratch[dekSize : randSizeFor(h.Suite)-format.SaltSize]
 	rand.Read(random)
 	out = append(out, sealed[:format.FixedHeaderSize+ecLen]...)
 	binary.BigEndian.PutUint16(out[format.FixedHeaderSize-2:], uint16(blobSize(h.Suite)))

@@ -67,6 +67,16 @@ func checkContext(ec map[string]string) (int, error) {
 // blob, the salt of an approved one (the larger).
 const blobRandSize = max(format.BlobNonceSize, format.BlobSaltSize)
 
+// randLen is the randomness a blob of the format takes. (Format 1 reads
+// exactly its nonce, so that the vector generator's fixed randomness
+// still gives format 1's vectors byte for byte.)
+func randLen(blobFormat byte) int {
+	if blobFormat == format.BlobFormatApproved {
+		return format.BlobSaltSize
+	}
+	return format.BlobNonceSize
+}
+
 // blobFormat is the format of the blobs k writes.
 func (k *Keyring) blobFormat() byte {
 	if k.Approved() {
@@ -140,11 +150,12 @@ func (k *Keyring) generateDataKey(ctx context.Context, op Operation, opts []OpOp
 	bf := k.blobFormat()
 	n := format.BlobLen(bf, size)
 	buf := make([]byte, size+n, size+n+max(ecLen+format.BlobHeaderSizeApproved, size+blobRandSize))
-	scratch := buf[size+n : size+n+size+blobRandSize]
+	scratch := buf[size+n : size+n+size+randLen(bf)]
 	rand.Read(scratch)
 	dk := &DataKey{KeyID: k.id, Version: v.Number, Plaintext: buf[:size:size], Ciphertext: buf[size : size+n : size+n]}
 	copy(dk.Plaintext, scratch)
-	random := [blobRandSize]byte(scratch[size:])
+	var random [blobRandSize]byte
+	copy(random[:], scratch[size:])
 	clear(scratch)
 	ad := format.AppendCheckedContext(buf[size+n:size+n], c.ec, ecLen)
 	e.Err = k.sealInto(v, bf, dk.Ciphertext, dk.Plaintext, random[:], ad)
@@ -200,7 +211,7 @@ func (k *Keyring) encrypt(ctx context.Context, n uint32, plaintext []byte, ec ma
 	size := format.BlobLen(bf, len(plaintext))
 	buf := make([]byte, size, size+ecLen+format.BlobHeaderSizeApproved)
 	var random [blobRandSize]byte
-	rand.Read(random[:])
+	rand.Read(random[:randLen(bf)])
 	ad := format.AppendCheckedContext(buf[size:size], ec, ecLen)
 	if err := k.sealInto(v, bf, buf, plaintext, random[:], ad); err != nil {
 		return nil, v.Number, err
