@@ -140,6 +140,16 @@ func WithEncryptionContext(ec map[string]string) Option {
 // the mode it changes nothing.
 func AllowNonApproved() Option { return Option{allowNonApproved: true} }
 
+// checkApproved refuses, in FIPS 140-3 mode, an envelope of a default
+// suite unless the caller opted in.
+func checkApproved(h *format.Header, allowNonApproved bool) error {
+	if h.Approved() || allowNonApproved || !fipsmode.Enabled() {
+		return nil
+	}
+	return fmt.Errorf("envelope: %w: an envelope of suite %#02x (BLAKE2b, %s) was written outside FIPS 140-3 mode and is refused in it; open it with envelope.AllowNonApproved for a migration (docs/FIPS.md)",
+		keyring.ErrNotApproved, h.Suite, suiteName(h.Suite))
+}
+
 // suiteName names a suite's payload AEAD for errors.
 func suiteName(suite byte) string {
 	switch suite {
@@ -340,9 +350,8 @@ func grow(dst []byte, n int) []byte {
 // data key against the commitment. raw is the header's encoding. It
 // returns the data key, which the caller clears, and the payload key.
 func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte, allowNonApproved bool) ([]byte, [32]byte, error) {
-	if !h.Approved() && fipsmode.Enabled() && !allowNonApproved {
-		return nil, [32]byte{}, fmt.Errorf("envelope: %w: an envelope of suite %#02x (BLAKE2b, %s) was written outside FIPS 140-3 mode and is refused in it; open it with envelope.AllowNonApproved for a migration (docs/FIPS.md)",
-			keyring.ErrNotApproved, h.Suite, suiteName(h.Suite))
+	if err := checkApproved(h, allowNonApproved); err != nil {
+		return nil, [32]byte{}, err
 	}
 	var dek []byte
 	var err error
@@ -386,6 +395,9 @@ func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte
 // encoding is raw, and returns the payload AEAD. scratch has room for the
 // data key.
 func openHeader(ctx context.Context, k Opener, h *format.Header, raw []byte, c *Option, scratch []byte) (segmentAEAD, error) {
+	if err := checkApproved(h, c.allowNonApproved); err != nil {
+		return segmentAEAD{}, err
+	}
 	if c.hasEC && !maps.Equal(c.ec, h.Context) {
 		return segmentAEAD{}, ErrContextMismatch
 	}

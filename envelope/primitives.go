@@ -189,7 +189,7 @@ func newPayloadAEAD(suite byte, key *[32]byte) (segmentAEAD, error) {
 	var err error
 	switch suite {
 	case format.SuiteChaCha20Poly1305:
-		a, err = chacha20poly1305.New(key[:])
+		fipsmode.Legacy(func() { a, err = chacha20poly1305.New(key[:]) })
 	case format.SuiteApproved:
 		var b cipher.Block
 		if b, err = aes.NewCipher(key[:]); err == nil {

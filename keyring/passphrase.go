@@ -297,7 +297,9 @@ func (r *passphraseRootKey) derive(header []byte) cipher.AEAD {
 	p := argon2Params(header)
 	key := argon2IDKey(r.passphrase, salt, p.Time, p.Memory, p.Threads, chacha20poly1305.KeySize)
 	defer clear(key)
-	aead, err := chacha20poly1305.NewX(key)
+	var aead cipher.AEAD
+	var err error
+	fipsmode.Legacy(func() { aead, err = chacha20poly1305.NewX(key) }) // opted in, in FIPS mode
 	if err != nil {
 		panic("keyring: " + err.Error()) // a 32-byte key cannot fail
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"sync"
 
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/internal/format"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -65,8 +66,13 @@ func newVersionKeys(material []byte) (*versionKeys, error) {
 // per blob makes nonce reuse negligible (collision probability about
 // q²/2¹⁹³ after q blobs, 2⁻⁶⁵ at q = 2⁶⁴), so there is no usage cap per
 // version that a service could reach, unlike AES-GCM's 2³² random-nonce limit.
-func newWrapAEAD(wrapKey []byte) (cipher.AEAD, error) {
-	return chacha20poly1305.NewX(wrapKey)
+//
+// It is only made for a format 1 blob, which in FIPS 140-3 mode the caller
+// opted in to read (AllowNonApproved): golang.org/x/crypto refuses it under
+// GODEBUG=fips140=only, so the enforcement is lifted for the call.
+func newWrapAEAD(wrapKey []byte) (a cipher.AEAD, err error) {
+	fipsmode.Legacy(func() { a, err = chacha20poly1305.NewX(wrapKey) })
+	return a, err
 }
 
 // approvedBlobAEAD returns the AES-256-GCM of one approved blob, whose key

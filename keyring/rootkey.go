@@ -90,7 +90,12 @@ func NewRootKey(key []byte, opts ...RootKeyOption) (tink.AEAD, error) {
 		return nil, err
 	}
 	legacyKey := bytes.Clone(key)
-	legacy := sync.OnceValues(func() (cipher.AEAD, error) { return chacha20poly1305.NewX(legacyKey) })
+	legacy := sync.OnceValues(func() (a cipher.AEAD, err error) {
+		// Only for what was wrapped outside FIPS mode, which in the mode
+		// the caller opted in to read.
+		fipsmode.Legacy(func() { a, err = chacha20poly1305.NewX(legacyKey) })
+		return a, err
+	})
 	return localRootKey{redacted{"keyring.RootKey(local)"}, gcm, legacy, c.allowNonApproved}, nil
 }
 
