@@ -17,9 +17,13 @@ const seg = 64 << 10
 
 var sizes = []int{0, 1, 1000, seg - 1, seg, seg + 1, 3 * seg, 3*seg + 17}
 
+// newKeyOptions are the options of newKey: TestApprovedSuite runs the
+// generic tests again with keyring.WithApprovedAlgorithms.
+var newKeyOptions []keyring.Option
+
 func newKey(t testing.TB) *keyring.Keyring {
 	t.Helper()
-	k, err := keyring.New(t.Context())
+	k, err := keyring.New(t.Context(), newKeyOptions...)
 	require.NoError(t, err)
 	return k
 }
