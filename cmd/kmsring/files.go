@@ -167,6 +167,9 @@ type inspectOutput struct {
 	EncryptionContext map[string]string
 	HeaderSize        int
 	SegmentSize       int
+	// FIPSApproved: the envelope's suite uses only FIPS 140-3 approved
+	// algorithms, so it opens in FIPS mode.
+	FIPSApproved bool
 }
 
 func (a *app) inspectCommand() *cobra.Command {
@@ -199,7 +202,7 @@ root key. Nothing in the header is authenticated until the envelope is opened.`,
 		return a.print(inspectOutput{
 			KeyId: h.KeyID, KeyArn: a.keyARN(h.KeyID), KeyVersion: h.Version,
 			KeyMaterialId: keyMaterialID(h.KeyID, h.Version), EncryptionContext: ec,
-			HeaderSize: h.Size, SegmentSize: h.SegmentSize,
+			HeaderSize: h.Size, SegmentSize: h.SegmentSize, FIPSApproved: h.FIPSApproved,
 		})
 	})
 	return c

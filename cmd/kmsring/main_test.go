@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"encoding/json"
 	"errors"
 	"os"
@@ -65,6 +66,9 @@ func TestScripts(t *testing.T) {
 		Condition: func(cond string) (bool, error) {
 			if cond == "postgres" {
 				return os.Getenv(pgtest.Env) != "", nil
+			}
+			if cond == "fips" { // the binary is this test process
+				return fips140.Enabled(), nil
 			}
 			return false, errors.New("unknown condition " + cond)
 		},

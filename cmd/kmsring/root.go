@@ -127,6 +127,7 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.auditCommand())
 	cs = append(cs, a.serveCommand(), a.createAccessKeyCommand())
 	cs = append(cs, a.policyCommands()...)
+	cs = append(cs, a.buildVersionCommand())
 	return cs
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/fips140"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -131,6 +132,7 @@ func isLoopbackHost(host string) bool {
 // scheduler over the store's keys.
 func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
+	logger.Info("kmsring serve", "version", version(), "fips140", fips140.Enabled(), "fips140_enforced", fips140.Enforced(), "fips140_module", fips140.Version())
 	keys := a.newServeKeys(logger)
 	h, err := kmsapi.New(a.st, a.rk,
 		kmsapi.WithRegion(a.region), kmsapi.WithAccount(a.account),
