@@ -61,6 +61,9 @@ func TestScripts(t *testing.T) {
 			if os.Getenv(pgtest.Env) != "" {
 				e.Setenv("PGSTORE", pgtest.DSN(t))
 			}
+			if d := os.Getenv("GOCOVERDIR"); d != "" {
+				e.Setenv("GOCOVERDIR", d) // .ci/fips: the binary's coverage
+			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
