@@ -5,6 +5,7 @@ import (
 	"crypto/fips140"
 	"encoding/json"
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +62,15 @@ func TestScripts(t *testing.T) {
 			if os.Getenv(pgtest.Env) != "" {
 				e.Setenv("PGSTORE", pgtest.DSN(t))
 			}
-			if d := os.Getenv("GOCOVERDIR"); d != "" {
-				e.Setenv("GOCOVERDIR", d) // .ci/fips: the binary's coverage
+			// With -cover (.ci/fips), the binary (this test process run
+			// again) writes its coverage where the test's goes, and the
+			// test's profile then includes it.
+			d := os.Getenv("GOCOVERDIR")
+			if f := flag.Lookup("test.gocoverdir"); d == "" && f != nil {
+				d = f.Value.String()
+			}
+			if d != "" {
+				e.Setenv("GOCOVERDIR", d)
 			}
 			return nil
 		},
@@ -140,7 +148,7 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 
 // scriptEnv lists the variables cmdExits passes on from the script. The
 // command is found on the test's PATH, where testscript.Main put kmsring.
-var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh}
+var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh, "GOCOVERDIR"}
 
 // cmdExits implements "exits N COMMAND ARGS...": it runs the command and
 // asserts that it exits with status N and, when N is not 0, that it wrote
