@@ -120,6 +120,9 @@ reported (exit status 1) after the segments before it were written.`,
 		if err := a.open(ctx, false); err != nil {
 			return err
 		}
+		if a.allowNonApproved {
+			opts = append(opts, envelope.AllowNonApproved())
+		}
 		r, err := envelope.NewReader(ctx, storeOpener{a}, src, opts...)
 		if err != nil {
 			return err

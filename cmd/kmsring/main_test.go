@@ -148,7 +148,7 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 
 // scriptEnv lists the variables cmdExits passes on from the script. The
 // command is found on the test's PATH, where testscript.Main put kmsring.
-var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh, "GOCOVERDIR"}
+var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh, "GOCOVERDIR", "GODEBUG"}
 
 // cmdExits implements "exits N COMMAND ARGS...": it runs the command and
 // asserts that it exits with status N and, when N is not 0, that it wrote

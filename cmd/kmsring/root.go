@@ -28,6 +28,7 @@ type app struct {
 	storeURL, rootKeyPath, output, region, account string
 	defaultStore                                   bool // storeURL is the default location
 	binaryFormat                                   string
+	allowNonApproved                               bool // --allow-non-approved
 
 	// opened on first use by a command
 	st     storeCloser
@@ -95,6 +96,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 	f.StringVar(&a.region, "region", "", "the region key ARNs name (env "+envRegion+"; default us-east-1)")
 	f.StringVar(&a.binaryFormat, "cli-binary-format", base64Format, "how blob arguments given as text are read: base64, or raw-in-base64-out (as the AWS CLI v2)")
 	f.StringVar(&a.account, "account", "", "the account ID key ARNs name (env "+envAccount+"; default 000000000000)")
+	f.BoolVar(&a.allowNonApproved, "allow-non-approved", false, "in FIPS 140-3 mode, read what was written outside it, to migrate it (docs/FIPS.md)")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "table"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("%s: %v (see kmsring %s --help)", c.Name(), err, strings.TrimPrefix(c.CommandPath(), "kmsring "))
