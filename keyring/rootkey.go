@@ -123,10 +123,22 @@ func (r localRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) 
 
 var errRootOpen = errors.New("keyring: root key: message authentication failed")
 
+// notApprovedError is a root key's refusal, in FIPS 140-3 mode, of what it
+// wrapped outside the mode: ErrRootKey (the material cannot be unwrapped)
+// and ErrNotApproved, with the latter's message only.
+type notApprovedError struct{ err error }
+
+func (e *notApprovedError) Error() string   { return e.err.Error() }
+func (e *notApprovedError) Unwrap() []error { return []error{ErrRootKey, e.err} }
+
 // rootKeyError is ErrRootKey saying what did not unwrap, with the root
 // key's own error when it says more than that authentication failed (a
 // remote KMS's answer, ErrArgon2Params).
 func rootKeyError(err error, format string, args ...any) error {
+	if errors.Is(err, ErrNotApproved) {
+		// Not a wrong root key: say only what the root key refused.
+		return &notApprovedError{err}
+	}
 	if errors.Is(err, errRootOpen) {
 		return fmt.Errorf("%w: "+format, append([]any{ErrRootKey}, args...)...)
 	}
