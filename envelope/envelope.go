@@ -18,6 +18,18 @@
 // caller's buffer) and streams ([NewWriter], [NewReader]) use the same
 // format: either side may be a stream.
 //
+// # FIPS 140-3
+//
+// In FIPS 140-3 mode (crypto/fips140.Enabled()), or under a keyring made
+// with keyring.WithApprovedAlgorithms, Seal and NewWriter write the
+// approved suite instead: AES-256-GCM segments under nonces the Go
+// Cryptographic Module draws, a payload key and commitment from
+// HKDF-SHA-512, and a data key blob under AES-256-GCM with a per-blob
+// HKDF-SHA-256 key. It opens in every mode ([Header].FIPSApproved says
+// which suite an envelope is). In the mode, the default suites fail with
+// keyring.ErrNotApproved unless [AllowNonApproved] is given; [RewrapAll]
+// moves them to the approved suite. docs/FIPS.md tells the migration.
+//
 // # Security
 //
 // Every header byte is authenticated before any plaintext is released: the

@@ -92,7 +92,7 @@ type Blob struct {
 	KeyID   [KeyIDSize]byte
 	Version uint32
 	// Nonce is the XChaCha20-Poly1305 nonce of a format 1 blob; zero in
-	// approved blob.
+	// an approved blob.
 	Nonce [BlobNonceSize]byte
 	// Salt is the HKDF salt of an approved blob; zero in format 1.
 	Salt [BlobSaltSize]byte
