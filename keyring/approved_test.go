@@ -1,6 +1,7 @@
 package keyring_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/kmsring/kmsring/internal/fipsmode"
@@ -109,6 +110,7 @@ func TestFIPSModeRootKeys(t *testing.T) {
 	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(rk))
 	require.NoError(t, err, "after RotateRootKey the store is in the approved format")
 
-	_, err = keyring.NewPassphraseRootKey([]byte("pw"), keyring.DefaultArgon2Params)
-	require.ErrorIs(t, err, keyring.ErrNotApproved)
+	pk, err := keyring.NewPassphraseRootKey([]byte("pw"), keyring.DefaultArgon2Params)
+	require.NoError(t, err)
+	require.Equal(t, "keyring.PassphraseRootKey(PBKDF2-HMAC-SHA-256 i=600000)", fmt.Sprint(pk), "in FIPS mode a passphrase root key derives with PBKDF2")
 }

@@ -39,7 +39,7 @@ var (
 	// whose algorithms are not approved (a format 1 blob, a default-suite
 	// envelope, a root key ciphertext under XChaCha20-Poly1305 or argon2id)
 	// that the caller did not opt in to read for a migration
-	// (AllowNonApproved, envelope.AllowNonApproved, RootKeyAllowNonApproved),
-	// and a request to create a root key with a non-approved algorithm.
+	// (AllowNonApproved, envelope.AllowNonApproved, RootKeyAllowNonApproved,
+	// PassphraseAllowNonApproved).
 	ErrNotApproved = errors.New("keyring: not FIPS 140-3 approved")
 )

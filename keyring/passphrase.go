@@ -147,13 +147,12 @@ var argon2IDKey = argon2.IDKey
 // prints (fmt, slog, JSON) as its parameters only.
 //
 // argon2id is not approved in FIPS 140-3: in FIPS mode NewPassphraseRootKey
-// fails with ErrNotApproved; use NewPBKDF2RootKey.
+// returns what NewPBKDF2RootKey(passphrase, DefaultPBKDF2Iterations, opts...)
+// does (after checking p as always; p then only bounds the argon2id
+// ciphertexts it reads, with PassphraseAllowNonApproved).
 func NewPassphraseRootKey(passphrase []byte, p Argon2Params, opts ...PassphraseOption) (tink.AEAD, error) {
 	if len(passphrase) == 0 {
 		return nil, fmt.Errorf("%w: empty passphrase", ErrInvalidArgument)
-	}
-	if fipsmode.Enabled() {
-		return nil, fmt.Errorf("%w: argon2id passphrase root keys in FIPS 140-3 mode; use NewPBKDF2RootKey", ErrNotApproved)
 	}
 	if !p.usable() || p.Time < MinArgon2Time || p.Memory < MinArgon2Memory {
 		return nil, fmt.Errorf("%w: argon2id parameters %+v: at least %d passes over %d KiB, at most %d passes over %d KiB",
@@ -165,6 +164,9 @@ func NewPassphraseRootKey(passphrase []byte, p Argon2Params, opts ...PassphraseO
 	}
 	if err := pc.check(p, DefaultPBKDF2Iterations); err != nil {
 		return nil, err
+	}
+	if fipsmode.Enabled() {
+		return newPBKDF2RootKey(passphrase, DefaultPBKDF2Iterations, pc)
 	}
 	return newPassphraseRootKey(passphrase, p, pc)
 }
