@@ -114,3 +114,23 @@ func TestFIPSModeRootKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "keyring.PassphraseRootKey(PBKDF2-HMAC-SHA-256 i=600000)", fmt.Sprint(pk), "in FIPS mode a passphrase root key derives with PBKDF2")
 }
+
+// TestFIPSModeWrongRootKey: in FIPS mode a wrong root key on an approved
+// store is ErrRootKey, not ErrNotApproved.
+func TestFIPSModeWrongRootKey(t *testing.T) {
+	restore := fipsmode.Force(true)
+	defer restore()
+	ctx := t.Context()
+	key := make([]byte, keyring.RootKeySize)
+	rk, err := keyring.NewRootKey(key)
+	require.NoError(t, err)
+	st := durable{memstore.New()}
+	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
+	require.NoError(t, err)
+	key[0] = 1
+	wrong, err := keyring.NewRootKey(key)
+	require.NoError(t, err)
+	_, err = keyring.Load(ctx, st, k.ID(), keyring.WithRootKey(wrong))
+	require.ErrorIs(t, err, keyring.ErrRootKey)
+	require.NotErrorIs(t, err, keyring.ErrNotApproved, "a wrong key, not old data")
+}

@@ -150,6 +150,11 @@ func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error)
 		if pt, err := r.gcm.Open(nil, nil, rest, associatedData); err == nil {
 			return pt, nil
 		}
+		if fipsmode.Enabled() && !r.allowNonApproved {
+			// The wrong root key or tampering, not old data: an old
+			// ciphertext begins with the prefix with probability 2⁻⁶⁴.
+			return nil, errRootOpen
+		}
 	}
 	if err := checkApproved(false, r.allowNonApproved, "a root key ciphertext under XChaCha20-Poly1305"); err != nil {
 		return nil, err
