@@ -123,7 +123,7 @@ func (c *Cache) remove(id, ec string, e *cacheEntry) {
 // copies the key into dek, appends its blob to dst, and returns dst and
 // true. Without one it returns dst and false: the caller makes a data key
 // and may put it.
-func (c *Cache) appendDataKey(dst []byte, k *keyring.Keyring, ec []byte, n int, dek []byte) ([]byte, bool) {
+func (c *Cache) appendDataKey(dst []byte, k *keyring.Keyring, ec []byte, n int, dek []byte, blobSize int) ([]byte, bool) {
 	if uint64(n) > c.maxBytes {
 		return dst, false
 	}
@@ -138,7 +138,9 @@ func (c *Cache) appendDataKey(dst []byte, k *keyring.Keyring, ec []byte, n int, 
 	// A key that is no longer enabled (disabled, pending deletion,
 	// deleted, or a handle that saw its store go back) takes the uncached
 	// path, which refuses, audited, as every use of such a key must be.
-	if e.version != current || k.KeyState() != keyring.KeyEnabled || k.Suspect() ||
+	// A blob of another format than the suite's (another handle on the
+	// key, with or without keyring.WithApprovedAlgorithms) is no use.
+	if e.version != current || len(e.blob) != blobSize || k.KeyState() != keyring.KeyEnabled || k.Suspect() ||
 		now.Sub(e.created) >= c.maxAge || e.messages >= c.maxMessages || e.bytes+uint64(n) > c.maxBytes {
 		c.remove(k.ID(), string(ec), e)
 		return dst, false

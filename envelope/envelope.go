@@ -18,6 +18,18 @@
 // caller's buffer) and streams ([NewWriter], [NewReader]) use the same
 // format: either side may be a stream.
 //
+// # FIPS 140-3
+//
+// In FIPS 140-3 mode (crypto/fips140.Enabled()), or under a keyring made
+// with keyring.WithApprovedAlgorithms, Seal and NewWriter write the
+// approved suite instead: AES-256-GCM segments under nonces the Go
+// Cryptographic Module draws, a payload key and commitment from
+// HKDF-SHA-512, and a data key blob under AES-256-GCM with a per-blob
+// HKDF-SHA-256 key. It opens in every mode ([Header].FIPSApproved says
+// which suite an envelope is). In the mode, the default suites fail with
+// keyring.ErrNotApproved unless [AllowNonApproved] is given; [RewrapAll]
+// moves them to the approved suite. docs/FIPS.md tells the migration.
+//
 // # Security
 //
 // Every header byte is authenticated before any plaintext is released: the
@@ -44,7 +56,6 @@ package envelope
 import (
 	"bytes"
 	"context"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
@@ -53,6 +64,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/kmsring/kmsring/internal/datakey"
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/internal/format"
 	"github.com/kmsring/kmsring/keyring"
 )
@@ -94,10 +106,11 @@ type Opener interface {
 // Option configures Seal, Open, NewWriter and NewReader. It is a plain value
 // (no closure), so passing options allocates nothing.
 type Option struct {
-	ec     map[string]string
-	hasEC  bool
-	cache  *Cache
-	header *Header
+	ec               map[string]string
+	hasEC            bool
+	cache            *Cache
+	header           *Header
+	allowNonApproved bool
 }
 
 // newConfig merges opts; the last of each kind wins.
@@ -113,6 +126,9 @@ func newConfig(opts []Option) Option {
 		if o.header != nil {
 			c.header = o.header
 		}
+		if o.allowNonApproved {
+			c.allowNonApproved = true
+		}
 	}
 	return c
 }
@@ -124,6 +140,38 @@ func newConfig(opts []Option) Option {
 // context, which WithHeader returns.
 func WithEncryptionContext(ec map[string]string) Option {
 	return Option{ec: ec, hasEC: true}
+}
+
+// AllowNonApproved lets Open, AppendOpen and NewReader read an envelope of
+// a default suite (BLAKE2b, ChaCha20-Poly1305 or AES-GCM with
+// caller-built nonces, and a data key blob under XChaCha20-Poly1305) in
+// FIPS 140-3 mode, for a migration: read it, then seal it again, as
+// RewrapAll does. Under GODEBUG=fips140=only the standard library calls
+// this needs run with crypto/fips140.WithoutEnforcement, and
+// golang.org/x/crypto's primitives run: keep it to the migration. Outside
+// the mode it changes nothing.
+func AllowNonApproved() Option { return Option{allowNonApproved: true} }
+
+// checkApproved refuses, in FIPS 140-3 mode, an envelope of a default
+// suite unless the caller opted in.
+func checkApproved(h *format.Header, allowNonApproved bool) error {
+	if h.Approved() || allowNonApproved || !fipsmode.Enabled() {
+		return nil
+	}
+	return fmt.Errorf("envelope: %w: an envelope of suite %#02x (BLAKE2b, %s) was written outside FIPS 140-3 mode and is refused in it; open it with envelope.AllowNonApproved for a migration (docs/FIPS.md)",
+		keyring.ErrNotApproved, h.Suite, suiteName(h.Suite))
+}
+
+// suiteName names a suite's payload AEAD for errors.
+func suiteName(suite byte) string {
+	switch suite {
+	case format.SuiteChaCha20Poly1305:
+		return "ChaCha20-Poly1305"
+	case format.SuiteApproved:
+		return "AES-256-GCM, HKDF-SHA-512"
+	default:
+		return "AES-256-GCM"
+	}
 }
 
 // WithHeader makes Open, AppendOpen and NewReader fill in *h with the
@@ -151,6 +199,11 @@ type Header struct {
 	Size int
 	// SegmentSize is the plaintext size of a full payload segment.
 	SegmentSize int
+	// FIPSApproved reports whether the envelope is of the suite whose every
+	// algorithm is approved in FIPS 140-3 (AES-256-GCM, HKDF-SHA-512, and a
+	// data key blob under AES-256-GCM and HKDF-SHA-256). Only such
+	// envelopes open in FIPS mode without AllowNonApproved.
+	FIPSApproved bool
 }
 
 // newHeader returns the Header of h, n bytes long.
@@ -162,6 +215,7 @@ func newHeader(h *format.Header, n int) Header {
 		DataKeyBlob:       bytes.Clone(h.BlobBytes),
 		Size:              n,
 		SegmentSize:       segmentSize,
+		FIPSApproved:      h.Approved(),
 	}
 }
 
@@ -175,9 +229,9 @@ func Inspect(sealed []byte) (Header, error) {
 	return newHeader(&h, n), nil
 }
 
-// headerSize returns the size of a header with a context encoding of ecLen
-// bytes.
-func headerSize(ecLen int) int { return format.FixedHeaderSize + ecLen + blobSize }
+// headerSize returns the size of a header of the suite with a context
+// encoding of ecLen bytes.
+func headerSize(suite byte, ecLen int) int { return format.FixedHeaderSize + ecLen + blobSize(suite) }
 
 // appendHeader appends the header of a new envelope under k to out, which
 // has room for it and for randSize bytes after it (scratch for the data
@@ -185,20 +239,22 @@ func headerSize(ecLen int) int { return format.FixedHeaderSize + ecLen + blobSiz
 // encoding of c.ec, which format.CheckContext accepted. The data key comes
 // from c.cache if it has one for a message of n bytes, else from one random
 // read with the salt and the blob's nonce, wrapped by k.
-func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option, suite byte, ecLen, n int) ([]byte, cipher.AEAD, error) {
+func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option, suite byte, ecLen, n int) ([]byte, segmentAEAD, error) {
 	start := len(out)
-	hlen := headerSize(ecLen)
-	out = format.AppendFixed(out, suite, ecLen, blobSize)
+	hlen := headerSize(suite, ecLen)
+	bs := blobSize(suite)
+	out = format.AppendFixed(out, suite, ecLen, bs)
 	out = format.AppendCheckedContext(out, c.ec, ecLen)
 	h := out[start : start+hlen] // the header, as it is filled in
-	blob := h[hlen-blobSize:]
-	scratch := out[start+hlen : start+hlen+randSize]
+	blob := h[hlen-bs:]
+	rs := randSizeFor(suite)
+	scratch := out[start+hlen : start+hlen+rs]
 	defer clear(scratch)
-	dek, nonce, salt := scratch[:dekSize], scratch[dekSize:dekSize+format.BlobNonceSize], scratch[dekSize+format.BlobNonceSize:]
+	dek, random, salt := scratch[:dekSize], scratch[dekSize:rs-format.SaltSize], scratch[rs-format.SaltSize:]
 	ecEnc := h[format.FixedHeaderSize : format.FixedHeaderSize+ecLen]
 	hit := false
 	if c.cache != nil {
-		out, hit = c.cache.appendDataKey(out, k, ecEnc, n, dek)
+		out, hit = c.cache.appendDataKey(out, k, ecEnc, n, dek, bs)
 	}
 	if hit {
 		rand.Read(h[format.SaltOffset : format.SaltOffset+format.SaltSize])
@@ -207,18 +263,26 @@ func appendHeader(ctx context.Context, out []byte, k *keyring.Keyring, c *Option
 		copy(h[format.SaltOffset:], salt)
 		var version uint32
 		var err error
-		if out, version, err = datakey.Wrap(ctx, k, datakey.GenerateDataKey, out, ecLen, c.ec, dek, nonce); err != nil {
+		if out, version, err = datakey.Wrap(ctx, k, datakey.GenerateDataKey, format.BlobFormatFor(suite), out, ecLen, c.ec, dek, random); err != nil {
 			clear(out[start:])
-			return out[:start], nil, fmt.Errorf("envelope: %w", err)
+			return out[:start], segmentAEAD{}, fmt.Errorf("envelope: %w", err)
 		}
 		if c.cache != nil {
 			c.cache.put(k, ecEnc, n, dek, blob, version)
 		}
 	}
-	pk, commitment := deriveKeys(h[:format.PrefixSize], blob[1:1+format.KeyIDSize], h[format.SaltOffset:format.SaltOffset+format.SaltSize], dek, ecEnc)
+	pk, commitment, err := deriveKeys(h[:format.PrefixSize], blob[1:1+format.KeyIDSize], h[format.SaltOffset:format.SaltOffset+format.SaltSize], dek, ecEnc)
+	if err != nil {
+		clear(out[start:])
+		return out[:start], segmentAEAD{}, fmt.Errorf("envelope: %w", err)
+	}
 	copy(h[format.CommitmentOffset:], commitment[:])
-	aead := newPayloadAEAD(suite, &pk)
+	aead, err := newPayloadAEAD(suite, &pk)
 	clear(pk[:])
+	if err != nil {
+		clear(out[start:])
+		return out[:start], segmentAEAD{}, err
+	}
 	return out, aead, nil
 }
 
@@ -250,7 +314,9 @@ func Seal(ctx context.Context, k *keyring.Keyring, plaintext []byte, opts ...Opt
 // buffers. With room in dst for the envelope (and for at least 88 bytes
 // after its header, which it uses as scratch), it allocates only the
 // payload cipher. dst must not overlap plaintext. On failure it returns dst
-// unchanged.
+// unchanged. A keyring that writes approved formats (keyring.Keyring.Approved:
+// in FIPS 140-3 mode, or keyring.WithApprovedAlgorithms) gets an envelope
+// of the approved suite.
 func AppendSeal(ctx context.Context, dst []byte, k *keyring.Keyring, plaintext []byte, opts ...Option) ([]byte, error) {
 	c := newConfig(opts)
 	ecLen, err := format.CheckContext(c.ec)
@@ -258,22 +324,21 @@ func AppendSeal(ctx context.Context, dst []byte, k *keyring.Keyring, plaintext [
 		return dst, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
 	}
 	nseg := segments(len(plaintext))
-	hlen := headerSize(ecLen)
-	payload := len(plaintext) + nseg*tagSize
+	suite := suiteFor(k.Approved(), len(plaintext))
+	hlen := headerSize(suite, ecLen)
+	payload := len(plaintext) + nseg*overhead(suite)
 	need := hlen + max(payload, randSize)
 	out := grow(dst, need)
 	if overlaps(out[len(dst):len(dst)+need], plaintext) {
 		panic("envelope: AppendSeal: dst overlaps plaintext")
 	}
-	suite := suiteFor(len(plaintext))
 	out, aead, err := appendHeader(ctx, out, k, &c, suite, ecLen, len(plaintext))
 	if err != nil {
 		return dst, err
 	}
-	var nonce *[12]byte
 	for i := range nseg {
 		seg := plaintext[min(i*segmentSize, len(plaintext)):min((i+1)*segmentSize, len(plaintext))]
-		out = aead.Seal(out, segmentNonce(&nonce, uint64(i), i == nseg-1), seg, nil)
+		out = aead.seal(out, uint64(i), i == nseg-1, seg)
 	}
 	fillHeader(&c, out[len(dst):])
 	return out, nil
@@ -296,18 +361,25 @@ func grow(dst []byte, n int) []byte {
 // encryption context, into scratch (32 bytes of capacity), and checks the
 // data key against the commitment. raw is the header's encoding. It
 // returns the data key, which the caller clears, and the payload key.
-func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte) ([]byte, [32]byte, error) {
+func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte, allowNonApproved bool) ([]byte, [32]byte, error) {
+	if err := checkApproved(h, allowNonApproved); err != nil {
+		return nil, [32]byte{}, err
+	}
 	var dek []byte
 	var err error
 	switch k.(type) {
 	case *keyring.Keyring, *keyring.Set:
 		// The blob's associated data is the context encoding and the
 		// blob's header, one run of header bytes.
-		ad := raw[format.FixedHeaderSize : format.FixedHeaderSize+len(h.ContextBytes)+format.BlobHeaderSize]
-		dek, err = datakey.Unwrap(ctx, k, scratch[:0], h.BlobBytes, h.Blob, ad, h.Context)
+		ad := raw[format.FixedHeaderSize : format.FixedHeaderSize+len(h.ContextBytes)+h.Blob.HeaderSize()]
+		dek, err = datakey.Unwrap(ctx, k, scratch[:0], h.BlobBytes, h.Blob, ad, h.Context, allowNonApproved)
 	default:
+		opts := []keyring.OpOption{keyring.WithEncryptionContext(h.Context)}
+		if allowNonApproved {
+			opts = append(opts, keyring.AllowNonApproved())
+		}
 		var pt []byte
-		pt, err = k.Decrypt(ctx, h.BlobBytes, keyring.WithEncryptionContext(h.Context))
+		pt, err = k.Decrypt(ctx, h.BlobBytes, opts...)
 		dek = append(scratch[:0], pt...)
 		clear(pt)
 	}
@@ -318,7 +390,11 @@ func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte
 		clear(dek)
 		return nil, [32]byte{}, keyring.ErrDecrypt
 	}
-	pk, commitment := deriveKeys(raw[:format.PrefixSize], h.Blob.KeyID[:], h.Salt[:], dek, h.ContextBytes)
+	pk, commitment, err := deriveKeys(raw[:format.PrefixSize], h.Blob.KeyID[:], h.Salt[:], dek, h.ContextBytes)
+	if err != nil {
+		clear(dek)
+		return nil, [32]byte{}, fmt.Errorf("envelope: %w", err)
+	}
 	if subtle.ConstantTimeCompare(commitment[:], h.Commitment[:]) != 1 {
 		clear(dek)
 		clear(pk[:])
@@ -330,18 +406,21 @@ func unwrap(ctx context.Context, k Opener, h *format.Header, raw, scratch []byte
 // openHeader checks the caller's encryption context against h, whose
 // encoding is raw, and returns the payload AEAD. scratch has room for the
 // data key.
-func openHeader(ctx context.Context, k Opener, h *format.Header, raw []byte, c *Option, scratch []byte) (cipher.AEAD, error) {
-	if c.hasEC && !maps.Equal(c.ec, h.Context) {
-		return nil, ErrContextMismatch
+func openHeader(ctx context.Context, k Opener, h *format.Header, raw []byte, c *Option, scratch []byte) (segmentAEAD, error) {
+	if err := checkApproved(h, c.allowNonApproved); err != nil {
+		return segmentAEAD{}, err
 	}
-	dek, pk, err := unwrap(ctx, k, h, raw, scratch)
+	if c.hasEC && !maps.Equal(c.ec, h.Context) {
+		return segmentAEAD{}, ErrContextMismatch
+	}
+	dek, pk, err := unwrap(ctx, k, h, raw, scratch, c.allowNonApproved)
 	if err != nil {
-		return nil, err
+		return segmentAEAD{}, err
 	}
 	clear(dek)
-	aead := newPayloadAEAD(h.Suite, &pk)
+	aead, err := newPayloadAEAD(h.Suite, &pk)
 	clear(pk[:])
-	return aead, nil
+	return aead, err
 }
 
 // Open authenticates and decrypts an envelope, unwrapping its data key with
@@ -360,7 +439,10 @@ func openHeader(ctx context.Context, k Opener, h *format.Header, raw []byte, c *
 // input, it fails with keyring.ErrKeyDisabled or keyring.ErrKeyPendingDeletion
 // while the key may not be used, keyring.ErrRootKey when the version's
 // material cannot be unwrapped and keyring.ErrAudit when an auditor refuses
-// the Decrypt.
+// the Decrypt. In FIPS 140-3 mode an envelope of a default suite fails
+// with keyring.ErrNotApproved, before any key is used, unless
+// AllowNonApproved is given; so can a tampered envelope, whose suite byte
+// is read before it is authenticated.
 func Open(ctx context.Context, k Opener, sealed []byte, opts ...Option) ([]byte, error) {
 	return AppendOpen(ctx, nil, k, sealed, opts...)
 }
@@ -378,8 +460,9 @@ func AppendOpen(ctx context.Context, dst []byte, k Opener, sealed []byte, opts .
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
 	payload := sealed[n:]
-	nseg := (len(payload) + sealedSegmentSize - 1) / sealedSegmentSize
-	need := max(len(payload)-nseg*tagSize, dekSize)
+	sss := sealedSegmentSize(h.Suite)
+	nseg := (len(payload) + sss - 1) / sss
+	need := max(len(payload)-nseg*overhead(h.Suite), dekSize)
 	out := grow(dst, need)
 	if overlaps(out[len(dst):len(dst)+need], sealed) {
 		panic("envelope: AppendOpen: dst overlaps sealed")
@@ -388,7 +471,7 @@ func AppendOpen(ctx context.Context, dst []byte, k Opener, sealed []byte, opts .
 	if err != nil {
 		return nil, err
 	}
-	out, err = openSegments(aead, out, payload)
+	out, err = openSegments(&aead, h.Suite, out, payload)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +484,7 @@ func AppendOpen(ctx context.Context, dst []byte, k Opener, sealed []byte, opts .
 // openSegments opens payload, a whole payload, and appends its plaintext to
 // out, which has room for it. On failure it clears what it wrote (a failed
 // AEAD open clears its own output).
-func openSegments(aead cipher.AEAD, out, payload []byte) ([]byte, error) {
+func openSegments(aead *segmentAEAD, suite byte, out, payload []byte) ([]byte, error) {
 	start := len(out)
 	fail := func(err error) ([]byte, error) {
 		clear(out[start:])
@@ -410,12 +493,12 @@ func openSegments(aead cipher.AEAD, out, payload []byte) ([]byte, error) {
 	if len(payload) == 0 {
 		return fail(ErrTruncated)
 	}
-	var nonce *[12]byte
+	sss := sealedSegmentSize(suite)
 	for i := uint64(0); ; i++ {
-		seg := payload[:min(sealedSegmentSize, len(payload))]
+		seg := payload[:min(sss, len(payload))]
 		payload = payload[len(seg):]
 		last := len(payload) == 0
-		pt, err := openSegment(aead, out, &nonce, i, seg, last)
+		pt, err := openSegment(aead, suite, out, i, seg, last)
 		if err != nil {
 			return fail(err)
 		}
@@ -432,16 +515,19 @@ func openSegments(aead cipher.AEAD, out, payload []byte) ([]byte, error) {
 // non-final ones), as a stream reader's must. A full final segment that
 // authenticates only as a non-final one means the envelope was cut after
 // it: ErrTruncated.
-func openSegment(aead cipher.AEAD, out []byte, nonce **[12]byte, i uint64, seg []byte, last bool) ([]byte, error) {
+func openSegment(aead *segmentAEAD, suite byte, out []byte, i uint64, seg []byte, last bool) ([]byte, error) {
 	switch {
-	case last && len(seg) < tagSize:
+	case last && len(seg) < overhead(suite):
 		return nil, ErrTruncated
-	case last && len(seg) == tagSize && i > 0:
+	case last && len(seg) == overhead(suite) && i > 0:
 		return nil, fmt.Errorf("envelope: %w: empty final segment", keyring.ErrMalformed)
 	}
-	pt, err := aead.Open(out, segmentNonce(nonce, i, last), seg, nil)
+	pt, err := aead.open(out, i, last, seg)
+	if err == errTooManySegments {
+		return nil, fmt.Errorf("%w: %v", keyring.ErrMalformed, err)
+	}
 	if err != nil {
-		if last && len(seg) == sealedSegmentSize && opensAsNonFinal(aead, out, nonce, i, seg) {
+		if last && len(seg) == sealedSegmentSize(suite) && opensAsNonFinal(aead, out, i, seg) {
 			return nil, ErrTruncated
 		}
 		return nil, keyring.ErrDecrypt
@@ -453,8 +539,8 @@ func openSegment(aead cipher.AEAD, out []byte, nonce **[12]byte, i uint64, seg [
 // segment that is not the last: then the envelope was cut after it. buf has
 // room for its plaintext past its length; what is written there is
 // cleared.
-func opensAsNonFinal(aead cipher.AEAD, buf []byte, nonce **[12]byte, i uint64, seg []byte) bool {
-	pt, err := aead.Open(buf[len(buf):len(buf)], segmentNonce(nonce, i, false), seg, nil)
+func opensAsNonFinal(aead *segmentAEAD, buf []byte, i uint64, seg []byte) bool {
+	pt, err := aead.open(buf[len(buf):len(buf)], i, false, seg)
 	clear(pt)
 	return err == nil
 }
@@ -466,26 +552,31 @@ func opensAsNonFinal(aead cipher.AEAD, buf []byte, nonce **[12]byte, i uint64, s
 // fails as Open does (keyring.ErrWrongKey for another key's envelope), and
 // as Seal does when the current version cannot encrypt. The keyring audits
 // a Decrypt and an Encrypt.
+//
+// The new blob is of the envelope's own blob format, since the payload
+// keeps its suite. In FIPS 140-3 mode an envelope of a default suite fails
+// with keyring.ErrNotApproved: its payload would stay non-approved;
+// RewrapAll moves such envelopes to the approved suite.
 func Rewrap(ctx context.Context, k *keyring.Keyring, sealed []byte) ([]byte, error) {
 	h, n, err := format.ParseHeader(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
 	ecLen := len(h.ContextBytes)
-	hlen := headerSize(ecLen)
+	hlen := headerSize(h.Suite, ecLen)
 	payload := sealed[n:]
-	out := make([]byte, 0, hlen+max(len(payload), dekSize+format.BlobNonceSize))
-	scratch := out[hlen : hlen+dekSize+format.BlobNonceSize]
-	dek, pk, err := unwrap(ctx, k, &h, sealed[:n], scratch[:dekSize])
+	out := make([]byte, 0, hlen+max(len(payload), dekSize+blobRandSize))
+	scratch := out[hlen : hlen+dekSize+blobRandSize]
+	dek, pk, err := unwrap(ctx, k, &h, sealed[:n], scratch[:dekSize], false)
 	if err != nil {
 		return nil, err
 	}
 	clear(pk[:])
-	nonce := scratch[dekSize:]
-	rand.Read(nonce)
+	random := scratch[dekSize : randSizeFor(h.Suite)-format.SaltSize]
+	rand.Read(random)
 	out = append(out, sealed[:format.FixedHeaderSize+ecLen]...)
-	binary.BigEndian.PutUint16(out[format.FixedHeaderSize-2:], blobSize)
-	out, _, err = datakey.Wrap(ctx, k, datakey.Encrypt, out, ecLen, h.Context, dek, nonce)
+	binary.BigEndian.PutUint16(out[format.FixedHeaderSize-2:], uint16(blobSize(h.Suite)))
+	out, _, err = datakey.Wrap(ctx, k, datakey.Encrypt, h.Blob.Format, out, ecLen, h.Context, dek, random)
 	clear(scratch)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)

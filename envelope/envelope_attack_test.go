@@ -8,6 +8,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/kmsring/kmsring/envelope"
 	"github.com/kmsring/kmsring/internal/format"
+	"github.com/kmsring/kmsring/internal/testvec"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -100,6 +101,7 @@ func TestAttackCachedHeadersDoNotSwap(t *testing.T) {
 // the commitment; switching it (with or without recomputing nothing else)
 // fails before any plaintext.
 func TestAttackSuiteSwitch(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "switches between the default suites; the approved suite's downgrade is a vector (envelope-approved/suite_downgraded)")
 	ctx := t.Context()
 	k := newKey(t)
 	for _, n := range []int{10, 5000} {

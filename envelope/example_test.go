@@ -196,3 +196,32 @@ func ExampleAppendSeal() {
 	// first
 	// second
 }
+
+// A keyring made WithApprovedAlgorithms writes what FIPS 140-3 mode
+// writes, in any mode: envelopes of the approved suite (AES-256-GCM,
+// HKDF-SHA-512), which open in every mode. In FIPS mode every keyring
+// does, and envelopes of the default suites need AllowNonApproved.
+func ExampleAllowNonApproved() {
+	ctx := context.Background()
+	k, err := keyring.New(ctx, keyring.WithApprovedAlgorithms())
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed, err := envelope.Seal(ctx, k, []byte("attack at dawn"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err := envelope.Inspect(sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("FIPS approved:", h.FIPSApproved)
+	pt, err := envelope.Open(ctx, k, sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(pt))
+	// Output:
+	// FIPS approved: true
+	// attack at dawn
+}

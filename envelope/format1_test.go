@@ -24,6 +24,7 @@ const (
 // AES-256-GCM above, NewWriter always AES-256-GCM; Open and NewReader read
 // both, whatever wrote them.
 func TestSuites(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "the default suites")
 	ctx := t.Context()
 	k := newKey(t)
 	for _, tc := range []struct {
@@ -115,6 +116,7 @@ func TestAppend(t *testing.T) {
 // allocate the envelope (or plaintext) and the payload cipher, nothing
 // else; with room in dst, only the cipher. No option escapes.
 func TestAllocations(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "allocation counts of the default suites")
 	if raceEnabled {
 		t.Skip("the race detector changes allocation counts")
 	}
@@ -200,6 +202,7 @@ func TestWithHeader(t *testing.T) {
 // inside a segment's data is indistinguishable from tampering:
 // keyring.ErrDecrypt alone.
 func TestTruncated(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "default-suite segment sizes")
 	ctx := t.Context()
 	k := newKey(t)
 	pt := random(3*seg + 100)

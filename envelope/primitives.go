@@ -3,9 +3,13 @@ package envelope
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha512"
 	"encoding/binary"
+	"errors"
 	"unsafe"
 
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/internal/format"
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -14,17 +18,21 @@ import (
 const (
 	// dekSize is the size of an envelope's data key.
 	dekSize = 32
-	// blobSize is the size of the data key blob that wraps it.
-	blobSize = format.BlobHeaderSize + dekSize + format.BlobTagSize
 	// segmentSize is the plaintext size of every segment but the last.
 	segmentSize = 64 << 10
-	// tagSize is the tag size of both payload AEADs.
+	// tagSize is the tag size of every payload AEAD.
 	tagSize = 16
-	// sealedSegmentSize is the size of a full segment on the wire.
-	sealedSegmentSize = segmentSize + tagSize
-	// randSize is the randomness a message takes, in one read: its data
-	// key, the blob's nonce and the salt.
-	randSize = dekSize + format.BlobNonceSize + format.SaltSize
+	// blobRandSize is the randomness of a blob: the nonce of format 1, the
+	// salt of an approved blob (the larger).
+	blobRandSize = max(format.BlobNonceSize, format.BlobSaltSize)
+	// randSize is the most randomness a message takes, in one read: its
+	// data key, the blob's nonce or salt and the header's salt.
+	randSize = dekSize + blobRandSize + format.SaltSize
+	// maxApprovedSegments bounds the segments of an approved envelope:
+	// each draws a random 96-bit nonce under the envelope's payload key,
+	// and SP 800-38D §8.3 allows 2³² such invocations per key. That is
+	// 256 TiB of plaintext.
+	maxApprovedSegments = 1 << 32
 	// chachaMax is the largest plaintext Seal seals with
 	// ChaCha20-Poly1305, in one segment: up to it, no key schedule beats
 	// AES-256-GCM's faster bulk encryption (measured in bench/, see
@@ -32,8 +40,41 @@ const (
 	chachaMax = 4 << 10
 )
 
-// suiteFor returns the suite Seal uses for a plaintext of n bytes.
-func suiteFor(n int) byte {
+// randSizeFor is the randomness a message of the suite takes: its data
+// key, the blob's nonce (format 1) or salt (approved) and the header's
+// salt. (The default suites read exactly that, so that the vector
+// generator's fixed randomness still gives format 1's vectors byte for
+// byte.)
+func randSizeFor(suite byte) int {
+	if suite == format.SuiteApproved {
+		return dekSize + format.BlobSaltSize + format.SaltSize
+	}
+	return dekSize + format.BlobNonceSize + format.SaltSize
+}
+
+// blobSize returns the size of the data key blob of an envelope of the
+// given suite.
+func blobSize(suite byte) int { return format.BlobLen(format.BlobFormatFor(suite), dekSize) }
+
+// overhead returns what the suite adds to a segment: the tag, and in the
+// approved suite the nonce the module draws.
+func overhead(suite byte) int {
+	if suite == format.SuiteApproved {
+		return format.GCMNonceSize + tagSize
+	}
+	return tagSize
+}
+
+// sealedSegmentSize returns the size of a full segment of the suite on the
+// wire.
+func sealedSegmentSize(suite byte) int { return segmentSize + overhead(suite) }
+
+// suiteFor returns the suite Seal uses for a plaintext of n bytes, under a
+// keyring that writes approved formats or not.
+func suiteFor(approved bool, n int) byte {
+	if approved {
+		return format.SuiteApproved
+	}
 	if n <= chachaMax {
 		return format.SuiteChaCha20Poly1305
 	}
@@ -65,7 +106,12 @@ func suiteFor(n int) byte {
 // leaked payload key opens one message. Up to a 42-byte context, this is one
 // BLAKE2b compression, measured at half the cost of SHA-512 on the same
 // input (bench/README.md).
-func deriveKeys(prefix, keyID, salt, dek, context []byte) (payloadKey, commitment [32]byte) {
+//
+// The approved suite derives with HKDF-SHA-512 instead (deriveApproved).
+func deriveKeys(prefix, keyID, salt, dek, context []byte) (payloadKey, commitment [32]byte, err error) {
+	if prefix[format.PrefixSize-1] == format.SuiteApproved {
+		return deriveApproved(prefix, keyID, salt, dek, context)
+	}
 	var small [256]byte
 	n := len(prefix) + len(keyID) + len(salt) + len(dek) + len(context)
 	in := small[:0]
@@ -82,30 +128,125 @@ func deriveKeys(prefix, keyID, salt, dek, context []byte) (payloadKey, commitmen
 	copy(payloadKey[:], sum[:32])
 	copy(commitment[:], sum[32:])
 	clear(sum[:])
-	return payloadKey, commitment
+	return payloadKey, commitment, nil
+}
+
+// deriveApproved returns the payload key and the key commitment of a
+// message of the approved suite (docs/FORMAT.md, "The approved suite"):
+//
+//	payloadKey (32) || commitment (32) = HKDF-Expand(SHA-512, PRK = dek, info = prefix || keyID || salt || context, 64)
+//
+// HKDF (RFC 5869, SP 800-56C r2) with the extraction step skipped, as RFC
+// 5869 §3.3 allows for a key that is already uniformly random (the 256-bit
+// data key), so the data key is the HMAC-SHA-512 key of one expansion
+// block; the header's salt is in the info. Every field before the context
+// has a fixed size and the context is last, so the info is an injective
+// encoding of the fields Rewrap keeps, as in deriveKeys. HMAC-SHA-512 is a
+// PRF, so the two halves are independent and uniform (the commitment
+// reveals nothing of the payload key); and it is collision resistant over
+// its key and input together, so the 256-bit commitment binds the data key
+// and every header field with 128-bit security, as the AWS Encryption
+// SDK's committing suites bind theirs with HKDF-SHA-512.
+func deriveApproved(prefix, keyID, salt, dek, context []byte) (payloadKey, commitment [32]byte, err error) {
+	var small [256]byte
+	n := len(prefix) + len(keyID) + len(salt) + len(context)
+	info := small[:0]
+	if n > len(small) {
+		info = make([]byte, 0, n)
+	}
+	info = append(info, prefix...)
+	info = append(info, keyID...)
+	info = append(info, salt...)
+	info = append(info, context...)
+	okm, err := hkdf.Expand(sha512.New, dek, string(info), 64)
+	if err != nil {
+		return payloadKey, commitment, err
+	}
+	copy(payloadKey[:], okm[:32])
+	copy(commitment[:], okm[32:])
+	clear(okm)
+	return payloadKey, commitment, nil
+}
+
+// segmentAEAD seals and opens the segments of one message.
+type segmentAEAD struct {
+	aead     cipher.AEAD
+	approved bool
+	nonce    *[12]byte // default suites: the nonce of segments past the first
 }
 
 // newPayloadAEAD returns the suite's payload AEAD under the payload key.
 // ChaCha20-Poly1305 has no key schedule, which makes it the cheaper choice
 // for one short segment; AES-256-GCM is faster in bulk on CPUs with AES
-// instructions.
-func newPayloadAEAD(suite byte, key *[32]byte) cipher.AEAD {
-	if suite == format.SuiteChaCha20Poly1305 {
-		a, err := chacha20poly1305.New(key[:])
-		if err != nil {
-			panic("envelope: " + err.Error())
+// instructions. The approved suite's AES-256-GCM draws each segment's
+// nonce in the cryptographic module (cipher.NewGCMWithRandomNonce).
+//
+// Under GODEBUG=fips140=only, cipher.NewGCM (suite 0x01) is refused: the
+// caller reads a default-suite envelope only after opting in, and this
+// lifts the enforcement for the call.
+func newPayloadAEAD(suite byte, key *[32]byte) (segmentAEAD, error) {
+	var a cipher.AEAD
+	var err error
+	switch suite {
+	case format.SuiteChaCha20Poly1305:
+		fipsmode.Legacy(func() { a, err = chacha20poly1305.New(key[:]) })
+	case format.SuiteApproved:
+		var b cipher.Block
+		if b, err = aes.NewCipher(key[:]); err == nil {
+			a, err = cipher.NewGCMWithRandomNonce(b)
 		}
-		return a
+	default:
+		fipsmode.Legacy(func() {
+			var b cipher.Block
+			if b, err = aes.NewCipher(key[:]); err == nil {
+				a, err = cipher.NewGCM(b)
+			}
+		})
 	}
-	b, err := aes.NewCipher(key[:])
 	if err != nil {
-		panic("envelope: " + err.Error())
+		return segmentAEAD{}, errors.New("envelope: payload cipher: " + err.Error())
 	}
-	g, err := cipher.NewGCM(b)
-	if err != nil {
-		panic("envelope: " + err.Error())
+	return segmentAEAD{aead: a, approved: suite == format.SuiteApproved}, nil
+}
+
+// seal appends segment i of the message, sealed, to dst. In the default
+// suites the nonce is the segment's (segmentNonce); in the approved suite
+// the module draws a random nonce, written before the ciphertext, and the
+// segment's index and final flag are its associated data.
+func (s *segmentAEAD) seal(dst []byte, i uint64, last bool, pt []byte) []byte {
+	if s.approved {
+		ad := approvedSegmentAD(i, last)
+		return s.aead.Seal(dst, nil, pt, ad[:])
 	}
-	return g
+	return s.aead.Seal(dst, segmentNonce(&s.nonce, i, last), pt, nil)
+}
+
+// open opens segment i, sealed, and appends its plaintext to dst.
+func (s *segmentAEAD) open(dst []byte, i uint64, last bool, sealed []byte) ([]byte, error) {
+	if s.approved {
+		if i >= maxApprovedSegments {
+			return nil, errTooManySegments
+		}
+		ad := approvedSegmentAD(i, last)
+		return s.aead.Open(dst, nil, sealed, ad[:])
+	}
+	return s.aead.Open(dst, segmentNonce(&s.nonce, i, last), sealed, nil)
+}
+
+var errTooManySegments = errors.New("envelope: more than 2^32 segments in an approved envelope")
+
+// approvedSegmentAD is the associated data of segment i of an approved
+// envelope: i as a 64-bit big-endian integer and 1 for the last segment, 0
+// otherwise. The payload key is the message's own, so a segment moved,
+// dropped, reordered or falsely marked last fails to authenticate, as in
+// the default suites' nonces.
+func approvedSegmentAD(i uint64, last bool) [9]byte {
+	var ad [9]byte
+	binary.BigEndian.PutUint64(ad[:8], i)
+	if last {
+		ad[8] = 1
+	}
+	return ad
 }
 
 // The nonces of the first segment, as the only (last) one and as the first

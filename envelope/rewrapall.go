@@ -38,6 +38,11 @@ func (r *RewrapReport) ReferencedVersions() []uint32 {
 // atomically (write a new file, then rename it over the old). Envelopes
 // already under the current version are not rewritten, so a run that was
 // interrupted resumes where it stopped when called again on the same set.
+// When k writes approved formats (in FIPS 140-3 mode, or with
+// keyring.WithApprovedAlgorithms), an envelope of a default suite is
+// moved to the approved suite instead: opened (with AllowNonApproved) and
+// sealed again under the same encryption context, so its payload bytes
+// change too; an interrupted run resumes just as well.
 // progress, if not nil, is called after every envelope. RewrapAll stops
 // early only when ctx ends, returning ctx.Err() with the report so far; a
 // failure on one envelope is recorded in the report and the run goes on.
@@ -66,12 +71,18 @@ func (r *RewrapReport) rewrapOne(ctx context.Context, k *keyring.Keyring, name s
 		return
 	}
 	current := k.CurrentVersion()
-	if h.Version == current {
+	reseal := k.Approved() && !h.FIPSApproved
+	if h.Version == current && !reseal {
 		r.Current++
 		r.References[current]++
 		return
 	}
-	out, err := Rewrap(ctx, k, sealed)
+	var out []byte
+	if reseal {
+		out, err = resealApproved(ctx, k, sealed, h.EncryptionContext)
+	} else {
+		out, err = Rewrap(ctx, k, sealed)
+	}
 	if err == nil {
 		err = save(name, out)
 	}
@@ -83,4 +94,15 @@ func (r *RewrapReport) rewrapOne(ctx context.Context, k *keyring.Keyring, name s
 	nh, _ := Inspect(out)
 	r.Rewrapped++
 	r.References[nh.Version]++
+}
+
+// resealApproved opens sealed, an envelope of a default suite, for a
+// migration and seals its plaintext again in the approved suite.
+func resealApproved(ctx context.Context, k *keyring.Keyring, sealed []byte, ec map[string]string) ([]byte, error) {
+	pt, err := Open(ctx, k, sealed, AllowNonApproved(), WithEncryptionContext(ec))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	return Seal(ctx, k, pt, WithEncryptionContext(ec))
 }

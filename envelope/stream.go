@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"context"
-	"crypto/cipher"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +27,11 @@ func NewWriter(ctx context.Context, k *keyring.Keyring, w io.Writer, opts ...Opt
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w: %v", keyring.ErrInvalidArgument, err)
 	}
-	header, aead, err := appendHeader(ctx, make([]byte, 0, headerSize(ecLen)+randSize), k, &c, format.SuiteAES256GCM, ecLen, 0)
+	suite := byte(format.SuiteAES256GCM)
+	if k.Approved() {
+		suite = format.SuiteApproved
+	}
+	header, aead, err := appendHeader(ctx, make([]byte, 0, headerSize(suite, ecLen)+randSize), k, &c, suite, ecLen, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -36,16 +39,15 @@ func NewWriter(ctx context.Context, k *keyring.Keyring, w io.Writer, opts ...Opt
 		return nil, err
 	}
 	fillHeader(&c, header)
-	return &writer{w: w, aead: aead, buf: make([]byte, 0, sealedSegmentSize)}, nil
+	return &writer{w: w, aead: aead, buf: make([]byte, 0, sealedSegmentSize(suite))}, nil
 }
 
 type writer struct {
-	w     io.Writer
-	aead  cipher.AEAD
-	buf   []byte // plaintext of the current segment; sealed in place
-	n     uint64 // index of the current segment
-	nonce *[12]byte
-	err   error // sticky
+	w    io.Writer
+	aead segmentAEAD
+	buf  []byte // plaintext of the current segment; sealed in place
+	n    uint64 // index of the current segment
+	err  error  // sticky
 }
 
 // Write implements io.Writer. A full segment is sealed only when more data
@@ -70,7 +72,11 @@ func (sw *writer) Write(p []byte) (int, error) {
 }
 
 func (sw *writer) flush(last bool) error {
-	sealed := sw.aead.Seal(sw.buf[:0], segmentNonce(&sw.nonce, sw.n, last), sw.buf, nil)
+	if sw.aead.approved && sw.n >= maxApprovedSegments {
+		sw.err = errTooManySegments
+		return sw.err
+	}
+	sealed := sw.aead.seal(sw.buf[:0], sw.n, last, sw.buf)
 	if _, err := sw.w.Write(sealed); err != nil {
 		sw.err = err
 		return err
@@ -111,7 +117,7 @@ func NewReader(ctx context.Context, k Opener, r io.Reader, opts ...Option) (io.R
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
-	sr := &reader{r: r, buf: make([]byte, sealedSegmentSize+1), look: -1}
+	sr := &reader{r: r, suite: h.Suite, buf: make([]byte, sealedSegmentSize(h.Suite)+1), look: -1}
 	if sr.aead, err = openHeader(ctx, k, &h, raw, &c, sr.buf[:dekSize]); err != nil {
 		return nil, err
 	}
@@ -123,7 +129,8 @@ func NewReader(ctx context.Context, k Opener, r io.Reader, opts ...Option) (io.R
 
 type reader struct {
 	r     io.Reader
-	aead  cipher.AEAD
+	suite byte
+	aead  segmentAEAD
 	buf   []byte // one sealed segment plus one byte of lookahead
 	spare []byte // a final full segment opens here, not in place
 	look  int    // the lookahead byte, or -1 if none is held
@@ -131,7 +138,6 @@ type reader struct {
 	n     uint64 // index of the next segment
 	done  bool   // the last segment has been read
 	err   error  // sticky
-	nonce *[12]byte
 }
 
 func (sr *reader) Read(p []byte) (int, error) {
@@ -197,14 +203,15 @@ func (sr *reader) next() error {
 	case err != nil:
 		return err
 	}
+	sss := sealedSegmentSize(sr.suite)
 	if sr.done {
 		sr.look = -1
 	} else {
-		sr.look = int(sr.buf[sealedSegmentSize])
+		sr.look = int(sr.buf[sss])
 	}
-	seg := sr.buf[:min(n, sealedSegmentSize)]
+	seg := sr.buf[:min(n, sss)]
 	out := seg[:0]
-	if sr.done && n == sealedSegmentSize {
+	if sr.done && n == sss {
 		// A stream that ends at a segment boundary may have been cut
 		// there: if the segment fails as the last one, it is tried as
 		// another, so it must not be opened in place (a failed open
@@ -214,7 +221,7 @@ func (sr *reader) next() error {
 		}
 		out = sr.spare[:0]
 	}
-	plain, err := openSegment(sr.aead, out, &sr.nonce, sr.n, seg, sr.done)
+	plain, err := openSegment(&sr.aead, sr.suite, out, sr.n, seg, sr.done)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/internal/testvec"
+	"github.com/kmsring/kmsring/keyring"
 	"github.com/stretchr/testify/require"
 )
 
@@ -14,17 +16,53 @@ const testdata = "../testdata"
 
 func TestEnvelopeVectors(t *testing.T) {
 	ctx := t.Context()
-	k, err := testvec.LoadKeyring(ctx, testdata)
-	require.NoError(t, err)
 	vs, err := testvec.ReadDir(testdata + "/envelope")
 	require.NoError(t, err)
+	if fipsmode.Enabled() {
+		// Format 1's default suites are refused, before any key is used,
+		// by a keyring of the approved fixture.
+		k, err := testvec.LoadFixture(ctx, testdata, testvec.ApprovedFixture)
+		require.NoError(t, err)
+		for _, v := range vs {
+			pt, err := envelope.Open(ctx, k, v.Data)
+			pt2, err2 := readAll(t, k, v.Data)
+			require.Nil(t, pt, v.Name)
+			require.Nil(t, pt2, v.Name)
+			// What parses is refused as not approved before anything
+			// else (a malformed segment included); what does not parse
+			// is malformed.
+			want := keyring.ErrNotApproved
+			if _, ierr := envelope.Inspect(v.Data); ierr != nil {
+				want = keyring.ErrMalformed
+			}
+			require.ErrorIs(t, err, want, v.Name)
+			require.ErrorIs(t, err2, want, v.Name)
+		}
+		return
+	}
+	k, err := testvec.LoadKeyring(ctx, testdata)
+	require.NoError(t, err)
+	checkVectors(t, k, vs)
+}
+
+// TestApprovedEnvelopeVectors opens the approved suite's vectors, in every
+// mode, with Open and NewReader.
+func TestApprovedEnvelopeVectors(t *testing.T) {
+	k, err := testvec.LoadFixture(t.Context(), testdata, testvec.ApprovedFixture)
+	require.NoError(t, err)
+	vs, err := testvec.ReadDir(testdata + "/envelope-approved")
+	require.NoError(t, err)
+	checkVectors(t, k, vs)
+}
+
+func checkVectors(t *testing.T, k *keyring.Keyring, vs []*testvec.Vector) {
 	for _, v := range vs {
 		t.Run(v.Name, func(t *testing.T) {
 			var opts []envelope.Option
 			if v.Context != nil {
 				opts = append(opts, envelope.WithEncryptionContext(v.Context))
 			}
-			pt, err := envelope.Open(ctx, k, v.Data, opts...)
+			pt, err := envelope.Open(t.Context(), k, v.Data, opts...)
 			v.Check(t, pt, err)
 			pt, err = readAll(t, k, v.Data, opts...)
 			v.Check(t, pt, err)
@@ -49,7 +87,15 @@ func readAll(t testing.TB, k envelope.Opener, sealed []byte, opts ...envelope.Op
 // vectors' own successes open.
 func FuzzOpen(f *testing.F) {
 	vs := testvec.Seed(f, testdata+"/envelope")
-	k, err := testvec.LoadKeyring(f.Context(), testdata)
+	avs := testvec.Seed(f, testdata+"/envelope-approved")
+	var k *keyring.Keyring
+	var err error
+	if fipsmode.Enabled() {
+		k, err = testvec.LoadFixture(f.Context(), testdata, testvec.ApprovedFixture)
+		vs = avs
+	} else {
+		k, err = testvec.LoadKeyring(f.Context(), testdata)
+	}
 	require.NoError(f, err)
 	valid := map[string]bool{}
 	for _, v := range vs {

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
 
@@ -62,15 +63,53 @@ func checkContext(ec map[string]string) (int, error) {
 	return n, nil
 }
 
-// sealInto writes the data key blob of plaintext under v into blob, which
-// has room for exactly that blob, with the given nonce. ad holds the
-// encoded context and has room for the blob header after it.
-func (k *Keyring) sealInto(v *version, blob, plaintext, nonce, ad []byte) error {
-	aead, err := k.wrapAEAD(v)
+// blobRandSize is the randomness a blob takes: the nonce of a format 1
+// blob, the salt of an approved one (the larger).
+const blobRandSize = max(format.BlobNonceSize, format.BlobSaltSize)
+
+// randLen is the randomness a blob of the format takes. (Format 1 reads
+// exactly its nonce, so that the vector generator's fixed randomness
+// still gives format 1's vectors byte for byte.)
+func randLen(blobFormat byte) int {
+	if blobFormat == format.BlobFormatApproved {
+		return format.BlobSaltSize
+	}
+	return format.BlobNonceSize
+}
+
+// blobFormat is the format of the blobs k writes.
+func (k *Keyring) blobFormat() byte {
+	if k.Approved() {
+		return format.BlobFormatApproved
+	}
+	return format.BlobFormat
+}
+
+// sealInto writes the data key blob of plaintext under v, in the given
+// format, into blob, which has room for exactly that blob. random holds
+// the blob's nonce (format 1, 24 bytes) or salt (approved, 32 bytes). ad
+// holds the encoded context and has room for the blob header after it.
+func (k *Keyring) sealInto(v *version, blobFormat byte, blob, plaintext, random, ad []byte) error {
+	vk, err := k.versionKeys(v)
 	if err != nil {
 		return err
 	}
-	bl := format.Blob{KeyID: k.bid, Version: v.Number, Nonce: [format.BlobNonceSize]byte(nonce)}
+	bl := format.Blob{Format: blobFormat, KeyID: k.bid, Version: v.Number}
+	if blobFormat == format.BlobFormatApproved {
+		bl.Salt = [format.BlobSaltSize]byte(random)
+		aead, err := approvedBlobAEAD(vk.prk, bl.Salt[:])
+		if err != nil {
+			return err
+		}
+		hdr := bl.AppendHeader(blob[:0])
+		aead.Seal(hdr, nil, plaintext, append(ad, hdr...))
+		return nil
+	}
+	aead, err := vk.legacy()
+	if err != nil {
+		return err
+	}
+	bl.Nonce = [format.BlobNonceSize]byte(random[:format.BlobNonceSize])
 	hdr := bl.AppendHeader(blob[:0])
 	aead.Seal(hdr, hdr[format.BlobHeaderSize-format.BlobNonceSize:], plaintext, append(ad, hdr...))
 	return nil
@@ -106,17 +145,20 @@ func (k *Keyring) generateDataKey(ctx context.Context, op Operation, opts []OpOp
 	}
 	e.Version = v.Number
 	// One allocation holds the data key, its blob and, past them, the
-	// associated data; one random read gives the key and the nonce.
-	n := format.BlobHeaderSize + size + format.BlobTagSize
-	buf := make([]byte, size+n, size+n+max(ecLen+format.BlobHeaderSize, size+format.BlobNonceSize))
-	scratch := buf[size+n : size+n+size+format.BlobNonceSize]
+	// associated data; one random read gives the key and the nonce or
+	// salt.
+	bf := k.blobFormat()
+	n := format.BlobLen(bf, size)
+	buf := make([]byte, size+n, size+n+max(ecLen+format.BlobHeaderSizeApproved, size+blobRandSize))
+	scratch := buf[size+n : size+n+size+randLen(bf)]
 	rand.Read(scratch)
 	dk := &DataKey{KeyID: k.id, Version: v.Number, Plaintext: buf[:size:size], Ciphertext: buf[size : size+n : size+n]}
 	copy(dk.Plaintext, scratch)
-	nonce := [format.BlobNonceSize]byte(scratch[size:])
+	var random [blobRandSize]byte
+	copy(random[:], scratch[size:])
 	clear(scratch)
 	ad := format.AppendCheckedContext(buf[size+n:size+n], c.ec, ecLen)
-	e.Err = k.sealInto(v, dk.Ciphertext, dk.Plaintext, nonce[:], ad)
+	e.Err = k.sealInto(v, bf, dk.Ciphertext, dk.Plaintext, random[:], ad)
 	if err := k.audit(ctx, e); err != nil {
 		dk.Destroy()
 		return nil, err
@@ -165,12 +207,13 @@ func (k *Keyring) encrypt(ctx context.Context, n uint32, plaintext []byte, ec ma
 	}
 	// One allocation holds the blob and, past its capacity, the
 	// associated data.
-	size := format.BlobHeaderSize + len(plaintext) + format.BlobTagSize
-	buf := make([]byte, size, size+ecLen+format.BlobHeaderSize)
-	var nonce [format.BlobNonceSize]byte
-	rand.Read(nonce[:])
+	bf := k.blobFormat()
+	size := format.BlobLen(bf, len(plaintext))
+	buf := make([]byte, size, size+ecLen+format.BlobHeaderSizeApproved)
+	var random [blobRandSize]byte
+	rand.Read(random[:randLen(bf)])
 	ad := format.AppendCheckedContext(buf[size:size], ec, ecLen)
-	if err := k.sealInto(v, buf, plaintext, nonce[:], ad); err != nil {
+	if err := k.sealInto(v, bf, buf, plaintext, random[:], ad); err != nil {
 		return nil, v.Number, err
 	}
 	return buf[:size:size], v.Number, nil
@@ -189,10 +232,13 @@ func (k *Keyring) encrypt(ctx context.Context, n uint32, plaintext []byte, ec ma
 // ErrKeyPendingDeletion while the key may not be used, ErrRootKey if the
 // version's material cannot be unwrapped, ErrInvalidArgument for an
 // encryption context that cannot be encoded, and ErrAudit if an Auditor
-// refuses the operation.
+// refuses the operation. In FIPS 140-3 mode, a blob of format 1 fails with
+// ErrNotApproved unless AllowNonApproved is given (before any key is
+// used); so can a tampered blob, whose format byte is read before it is
+// authenticated.
 func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([]byte, error) {
 	c := newOpConfig(opts)
-	pt, n, err := k.decrypt(ctx, blob, c.ec)
+	pt, n, err := k.decrypt(ctx, blob, c.ec, c.allowNonApproved)
 	if err = k.audit(ctx, AuditEvent{Operation: OpDecrypt, Version: n, EncryptionContext: c.ec, Err: err}); err != nil {
 		clear(pt)
 		return nil, err
@@ -202,7 +248,7 @@ func (k *Keyring) Decrypt(ctx context.Context, blob []byte, opts ...OpOption) ([
 
 // decrypt decrypts blob and returns its plaintext and the version it named
 // (0 if it does not parse).
-func (k *Keyring) decrypt(ctx context.Context, blob []byte, ec map[string]string) ([]byte, uint32, error) {
+func (k *Keyring) decrypt(ctx context.Context, blob []byte, ec map[string]string, allowNonApproved bool) ([]byte, uint32, error) {
 	bl, err := format.ParseBlob(blob)
 	if err != nil {
 		return nil, 0, err
@@ -213,17 +259,22 @@ func (k *Keyring) decrypt(ctx context.Context, blob []byte, ec map[string]string
 	}
 	// One allocation holds the plaintext and, past its capacity, the
 	// associated data.
-	n := len(bl.Sealed) - format.BlobTagSize
-	buf := make([]byte, 0, n+ecLen+format.BlobHeaderSize)
+	hs := bl.HeaderSize()
+	n := len(blob) - format.BlobLen(bl.Format, 0)
+	buf := make([]byte, 0, n+ecLen+hs)
 	ad := format.AppendCheckedContext(buf[n:n], ec, ecLen)
-	ad = append(ad, blob[:format.BlobHeaderSize]...)
-	pt, err := k.openBlob(ctx, buf[:0:n], blob, &bl, ad)
+	ad = append(ad, blob[:hs]...)
+	pt, err := k.openBlob(ctx, buf[:0:n], blob, &bl, ad, allowNonApproved)
 	return pt, bl.Version, err
 }
 
 // openBlob decrypts blob, which parsed as bl, under its associated data
-// ad, and appends the plaintext to dst.
-func (k *Keyring) openBlob(ctx context.Context, dst, blob []byte, bl *format.Blob, ad []byte) ([]byte, error) {
+// ad, and appends the plaintext to dst. In FIPS mode a blob of format 1 is
+// refused unless allowNonApproved.
+func (k *Keyring) openBlob(ctx context.Context, dst, blob []byte, bl *format.Blob, ad []byte, allowNonApproved bool) ([]byte, error) {
+	if err := checkApproved(bl.Approved(), allowNonApproved, "data key blob of format 0x01 (XChaCha20-Poly1305)"); err != nil {
+		return nil, err
+	}
 	if bl.KeyID != k.bid {
 		return nil, fmt.Errorf("%w: blob names key %s, this is %s", ErrWrongKey, uuid.UUID(bl.KeyID), k.id)
 	}
@@ -234,11 +285,21 @@ func (k *Keyring) openBlob(ctx context.Context, dst, blob []byte, bl *format.Blo
 	if err := k.usable(v); err != nil {
 		return nil, err
 	}
-	aead, err := k.wrapAEAD(v)
+	vk, err := k.versionKeys(v)
 	if err != nil {
 		return nil, err
 	}
-	nonce := blob[format.BlobHeaderSize-format.BlobNonceSize : format.BlobHeaderSize]
+	var aead cipher.AEAD
+	var nonce []byte
+	if bl.Approved() {
+		aead, err = approvedBlobAEAD(vk.prk, bl.Salt[:])
+	} else {
+		aead, err = vk.legacy()
+		nonce = blob[format.BlobHeaderSize-format.BlobNonceSize : format.BlobHeaderSize]
+	}
+	if err != nil {
+		return nil, err
+	}
 	pt, err := aead.Open(dst, nonce, bl.Sealed, ad)
 	if err != nil {
 		return nil, ErrDecrypt
@@ -258,7 +319,7 @@ func (k *Keyring) ReEncrypt(ctx context.Context, blob []byte, opts ...OpOption) 
 		dest = c.destEC
 	}
 	e := AuditEvent{Operation: OpReEncrypt, Version: c.version, EncryptionContext: dest, SourceEncryptionContext: c.ec}
-	pt, from, err := k.decrypt(ctx, blob, c.ec)
+	pt, from, err := k.decrypt(ctx, blob, c.ec, c.allowNonApproved)
 	e.PreviousVersion = from
 	if err != nil {
 		e.Err = err
@@ -285,7 +346,7 @@ func ParseCiphertext(blob []byte) (keyID string, version uint32, err error) {
 
 // wrapDataKey is datakey.Wrap: GenerateDataKey (or Encrypt) of a data key
 // the caller made, written into the caller's buffer.
-func wrapDataKey(ctx context.Context, kk datakey.Keyring, op datakey.Op, dst []byte, ecLen int, ec map[string]string, dek, nonce []byte) ([]byte, uint32, error) {
+func wrapDataKey(ctx context.Context, kk datakey.Keyring, op datakey.Op, blobFormat byte, dst []byte, ecLen int, ec map[string]string, dek, random []byte) ([]byte, uint32, error) {
 	k := kk.(*Keyring)
 	e := AuditEvent{Operation: OpGenerateDataKey, EncryptionContext: ec}
 	if op == datakey.Encrypt {
@@ -298,9 +359,9 @@ func wrapDataKey(ctx context.Context, kk datakey.Keyring, op datakey.Op, dst []b
 	}
 	e.Version = v.Number
 	start := len(dst)
-	size := format.BlobHeaderSize + len(dek) + format.BlobTagSize
+	size := format.BlobLen(blobFormat, len(dek))
 	out := append(dst, make([]byte, size)...)
-	e.Err = k.sealInto(v, out[start:], dek, nonce, out[start-ecLen:start])
+	e.Err = k.sealInto(v, blobFormat, out[start:], dek, random, out[start-ecLen:start])
 	if err := k.audit(ctx, e); err != nil {
 		clear(out[start:])
 		return dst, 0, err
@@ -310,7 +371,7 @@ func wrapDataKey(ctx context.Context, kk datakey.Keyring, op datakey.Op, dst []b
 
 // unwrapDataKey is datakey.Unwrap: Decrypt into the caller's buffer, with
 // the associated data taken from the caller's bytes.
-func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string) ([]byte, error) {
+func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string, allowNonApproved bool) ([]byte, error) {
 	var k *Keyring
 	var err error
 	switch kk := kk.(type) {
@@ -323,7 +384,7 @@ func unwrapDataKey(ctx context.Context, kk any, dst, blob []byte, bl format.Blob
 	default:
 		panic("keyring: datakey.Unwrap with a " + fmt.Sprintf("%T", kk))
 	}
-	pt, err := k.openBlob(ctx, dst, blob, &bl, ad)
+	pt, err := k.openBlob(ctx, dst, blob, &bl, ad, allowNonApproved)
 	if err = k.audit(ctx, AuditEvent{Operation: OpDecrypt, Version: bl.Version, EncryptionContext: ec, Err: err}); err != nil {
 		return nil, err
 	}

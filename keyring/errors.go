@@ -40,4 +40,12 @@ var (
 	// record would exceed MaxKeyRecordSize (a long policy, description
 	// and many long aliases together). Nothing was changed.
 	ErrRecordTooLarge = errors.New("keyring: key record too large")
+
+	// ErrNotApproved reports, in FIPS 140-3 mode, data written in a format
+	// whose algorithms are not approved (a format 1 blob, a default-suite
+	// envelope, a root key ciphertext under XChaCha20-Poly1305 or argon2id)
+	// that the caller did not opt in to read for a migration
+	// (AllowNonApproved, envelope.AllowNonApproved, RootKeyAllowNonApproved,
+	// PassphraseAllowNonApproved).
+	ErrNotApproved = errors.New("keyring: not FIPS 140-3 approved")
 )

@@ -174,3 +174,30 @@ func ExampleKeyring_ScheduleVersionDestruction() {
 	// destroyed on 2026-01-31
 	// 1 true
 }
+
+// A passphrase root key whose every algorithm is approved in FIPS 140-3:
+// PBKDF2-HMAC-SHA-256 (at least 600,000 iterations) and AES-256-GCM.
+func ExampleNewPBKDF2RootKey() {
+	ctx := context.Background()
+	rk, err := keyring.NewPBKDF2RootKey([]byte("a long passphrase, not this one"), keyring.DefaultPBKDF2Iterations)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(rk)
+	k, err := keyring.New(ctx, keyring.WithRootKey(rk), keyring.WithApprovedAlgorithms())
+	if err != nil {
+		log.Fatal(err)
+	}
+	blob, err := k.Encrypt(ctx, []byte("secret"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	pt, err := k.Decrypt(ctx, blob)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(pt))
+	// Output:
+	// keyring.PassphraseRootKey(PBKDF2-HMAC-SHA-256 i=600000)
+	// secret
+}

@@ -74,7 +74,6 @@ package keyring
 
 import (
 	"context"
-	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +100,7 @@ type Keyring struct {
 	reloadInterval time.Duration
 	auditors       []Auditor
 	logger         *slog.Logger // nil: slog.Default()
+	approved       bool         // WithApprovedAlgorithms
 
 	mu       sync.RWMutex
 	rec      store.Record
@@ -123,7 +123,7 @@ type Keyring struct {
 
 // version is a loaded version: its metadata, its stored bytes (to notice
 // changes on reload) and, unless destroyed, its material wrapped under the
-// root key. The material is unwrapped on first use (see wrapAEAD), so that
+// root key. The material is unwrapped on first use (see versionKeys), so that
 // loading a key with many versions under a remote root key costs one root
 // key call for the current version, not one per version.
 type version struct {
@@ -132,7 +132,7 @@ type version struct {
 	wrapped []byte // nil once destroyed
 
 	mu   sync.Mutex                  // held while the material is unwrapped
-	aead atomic.Pointer[cipher.AEAD] // set once the material is unwrapped
+	keys atomic.Pointer[versionKeys] // set once the material is unwrapped
 }
 
 // New creates a key with version 1 in the configured store and returns it.
@@ -314,6 +314,7 @@ func newKeyring(u uuid.UUID, c *config, sk *storeKeys) *Keyring {
 		sk:             sk,
 		clock:          c.clock,
 		reloadInterval: c.reloadInterval,
+		approved:       c.approved,
 		auditors:       c.auditors,
 		logger:         c.logger,
 	}

@@ -3,7 +3,6 @@ package keyring
 import (
 	"bytes"
 	"context"
-	"crypto/cipher"
 	"errors"
 	"fmt"
 	"slices"
@@ -167,7 +166,7 @@ func (k *Keyring) applyOnce(ctx context.Context, rec store.Record) error {
 	}
 	// Unwrap the current version now: a wrong root key fails here, by
 	// name, rather than on the first encryption.
-	if _, err := k.wrapAEAD(vs[len(vs)-1]); err != nil && !errors.Is(err, ErrVersionDestroyed) {
+	if _, err := k.versionKeys(vs[len(vs)-1]); err != nil && !errors.Is(err, ErrVersionDestroyed) {
 		return err
 	}
 	k.mu.Lock()
@@ -210,21 +209,22 @@ func (k *Keyring) decodeVersion(sv store.Version) (*version, error) {
 	}, nil
 }
 
-// wrapAEAD returns the AEAD that seals data key blobs under v, unwrapping
-// v's material with the root key on first use. It fails with ErrRootKey if
-// the root key cannot unwrap it. A failure is not remembered: the next use
-// tries again, so that a remote root key that was briefly unreachable does
-// not leave the version unusable until the process restarts. (The version
-// record is authenticated, so a failure is not a forged record; a root key
-// that cannot open the store at all fails at Load.)
-func (k *Keyring) wrapAEAD(v *version) (cipher.AEAD, error) {
-	if a := v.aead.Load(); a != nil {
-		return *a, nil
+// versionKeys returns the keys that seal data key blobs under v,
+// unwrapping v's material with the root key on first use. It fails with
+// ErrRootKey if the root key cannot unwrap it. A failure is not remembered:
+// the next use tries again, so that a remote root key that was briefly
+// unreachable does not leave the version unusable until the process
+// restarts. (The version record is authenticated, so a failure is not a
+// forged record; a root key that cannot open the store at all fails at
+// Load.)
+func (k *Keyring) versionKeys(v *version) (*versionKeys, error) {
+	if vk := v.keys.Load(); vk != nil {
+		return vk, nil
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if a := v.aead.Load(); a != nil {
-		return *a, nil
+	if vk := v.keys.Load(); vk != nil {
+		return vk, nil
 	}
 	if v.wrapped == nil {
 		return nil, fmt.Errorf("%w: key %s version %d", ErrVersionDestroyed, k.id, v.Number)
@@ -237,12 +237,12 @@ func (k *Keyring) wrapAEAD(v *version) (cipher.AEAD, error) {
 	if len(material) != materialSize {
 		return nil, fmt.Errorf("keyring: corrupt version record: key %s version %d", k.id, v.Number)
 	}
-	aead, err := newWrapAEAD(material)
+	vk, err := newVersionKeys(material)
 	if err != nil {
 		return nil, err
 	}
-	v.aead.Store(&aead)
-	return aead, nil
+	v.keys.Store(vk)
+	return vk, nil
 }
 
 // newVersion makes version n with fresh material, wrapped under the root
@@ -255,11 +255,11 @@ func (k *Keyring) newVersion(n uint32, origin Origin, now time.Time) (*version, 
 		return nil, fmt.Errorf("keyring: wrap version %d under the root key: %w", n, err)
 	}
 	v := &version{Version: Version{Number: n, CreatedAt: now, Origin: origin, State: VersionEnabled}, wrapped: wrapped}
-	aead, err := newWrapAEAD(material)
+	vk, err := newVersionKeys(material)
 	if err != nil {
 		return nil, err
 	}
-	v.aead.Store(&aead)
+	v.keys.Store(vk)
 	v.data = v.marshal(wrapped)
 	return v, nil
 }

@@ -25,6 +25,7 @@ type config struct {
 	reloadInterval time.Duration
 	auditors       []Auditor
 	logger         *slog.Logger
+	approved       bool
 	// creationOnly names the creation-only options given; Load rejects them.
 	creationOnly []string
 	// maxLoaded is OpenSet's bound (WithMaxLoaded); New and Load reject it.
@@ -175,15 +176,17 @@ const (
 	opVersion
 	opSpec
 	opSize
+	opAllowNonApproved
 )
 
 type opConfig struct {
-	ec        map[string]string
-	destEC    map[string]string
-	hasDestEC bool
-	version   uint32
-	spec      KeySpec
-	size      int // 0: spec's size
+	allowNonApproved bool
+	ec               map[string]string
+	destEC           map[string]string
+	hasDestEC        bool
+	version          uint32
+	spec             KeySpec
+	size             int // 0: spec's size
 }
 
 func newOpConfig(opts []OpOption) opConfig {
@@ -200,6 +203,8 @@ func newOpConfig(opts []OpOption) opConfig {
 			c.spec, c.size = o.spec, 0
 		case opSize:
 			c.size = o.size
+		case opAllowNonApproved:
+			c.allowNonApproved = true
 		}
 	}
 	return c

@@ -3,6 +3,7 @@ package keyring
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,6 +20,9 @@ import (
 // remembers an access key record that failed (see kmsapi's
 // TestAttackPlantedAccessKeyCostsRootKeyCallPerRequest).
 func TestAttackForgedPassphraseSaltsDeriveEveryTime(t *testing.T) {
+	if fipsmode.Enabled() {
+		t.Skip("FIPS 140-3 mode: argon2id")
+	}
 	r := cheapPassphraseKey(t)
 	const forged = maxDerivedKeys
 	cts := make([][]byte, forged)

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"sync/atomic"
 	"testing"
 
@@ -14,7 +15,7 @@ var cheapArgon2 = Argon2Params{Time: 1, Memory: 64, Threads: 1}
 
 func cheapPassphraseKey(t *testing.T) *passphraseRootKey {
 	t.Helper()
-	r, err := newPassphraseRootKey([]byte("correct horse"), cheapArgon2, cheapArgon2)
+	r, err := newPassphraseRootKey([]byte("correct horse"), cheapArgon2, passphraseConfig{ceiling: cheapArgon2, pbkdf2Ceiling: DefaultPBKDF2Iterations})
 	require.NoError(t, err)
 	return r
 }
@@ -39,6 +40,9 @@ func countDerivations(t *testing.T, hook func(salt []byte)) *atomic.Int32 {
 // not make every unwrap derive again: the old cache held 16 keys and was
 // cleared when full, so 17 salts re-derived on every use.
 func TestDerivedKeysAreCached(t *testing.T) {
+	if fipsmode.Enabled() {
+		t.Skip("FIPS 140-3 mode: argon2id")
+	}
 	reader := cheapPassphraseKey(t)
 	var cts [][]byte
 	for range 40 {
@@ -59,6 +63,9 @@ func TestDerivedKeysAreCached(t *testing.T) {
 // The cache is bounded: a store with more salts than it holds evicts the
 // least recently used.
 func TestDerivedKeyCacheBounded(t *testing.T) {
+	if fipsmode.Enabled() {
+		t.Skip("FIPS 140-3 mode: argon2id")
+	}
 	reader := cheapPassphraseKey(t)
 	var first []byte
 	for i := range maxDerivedKeys + 8 {
@@ -84,6 +91,9 @@ func TestDerivedKeyCacheBounded(t *testing.T) {
 // A derivation in progress (hundreds of milliseconds at real parameters)
 // holds up only the callers that need that derived key.
 func TestDerivationDoesNotBlockOthers(t *testing.T) {
+	if fipsmode.Enabled() {
+		t.Skip("FIPS 140-3 mode: argon2id")
+	}
 	reader := cheapPassphraseKey(t)
 	cached, err := cheapPassphraseKey(t).Encrypt([]byte("a"), nil)
 	require.NoError(t, err)

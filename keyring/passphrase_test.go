@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/kmsring/kmsring/internal/fipsmode"
+	"github.com/kmsring/kmsring/internal/testvec"
+	"github.com/tink-crypto/tink-go/v2/tink"
 	"runtime"
 	"testing"
 	"time"
@@ -41,6 +44,7 @@ func measure(f func()) (allocated uint64, elapsed time.Duration) {
 // must not make a process derive with them: the request is refused before
 // any derivation, in constant memory.
 func TestPassphraseRejectsCostlyParams(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "argon2id passphrase root keys")
 	rk, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
 	require.NoError(t, err)
 	ad := []byte("key 1 version 1")
@@ -68,6 +72,7 @@ func TestPassphraseRejectsCostlyParams(t *testing.T) {
 
 // The floor: OWASP's minimum for argon2id, 19 MiB and 2 passes.
 func TestPassphraseFloor(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "argon2id passphrase root keys")
 	assert.Equal(t, keyring.Argon2Params{Time: 3, Memory: 64 << 10, Threads: 4}, keyring.DefaultArgon2Params, "the defaults are unchanged")
 	for _, p := range []keyring.Argon2Params{
 		{Time: 1, Memory: 8, Threads: 1},
@@ -85,6 +90,7 @@ func TestPassphraseFloor(t *testing.T) {
 // Ciphertexts made with larger parameters than a key's own open only when
 // the caller raises the ceiling.
 func TestPassphraseCeiling(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "argon2id passphrase root keys")
 	big := keyring.Argon2Params{Time: 3, Memory: testArgon2.Memory, Threads: 1}
 	maker, err := keyring.NewPassphraseRootKey([]byte("correct horse"), big)
 	require.NoError(t, err)
@@ -114,6 +120,7 @@ func TestPassphraseCeiling(t *testing.T) {
 // authenticated. Another process's Load fails at once, in memory that does
 // not depend on the request.
 func TestLoadTamperedArgon2Params(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "argon2id passphrase root keys")
 	for _, p := range []keyring.Argon2Params{
 		{Time: 1, Memory: 1 << 20, Threads: 1},
 		{Time: 64, Memory: 4 << 20, Threads: 255},
@@ -148,4 +155,19 @@ func TestLoadTamperedArgon2Params(t *testing.T) {
 			assert.Less(t, allocated, uint64(1<<20), "Load allocates nothing like the requested memory")
 		})
 	}
+}
+
+// testPassphraseRootKey is a cheap passphrase root key for tests that need
+// one: argon2id, or PBKDF2 at its floor in FIPS 140-3 mode.
+func testPassphraseRootKey(t testing.TB, pass []byte) tink.AEAD {
+	t.Helper()
+	var rk tink.AEAD
+	var err error
+	if fipsmode.Enabled() {
+		rk, err = keyring.NewPBKDF2RootKey(pass, keyring.MinPBKDF2Iterations)
+	} else {
+		rk, err = keyring.NewPassphraseRootKey(pass, testArgon2)
+	}
+	require.NoError(t, err)
+	return rk
 }

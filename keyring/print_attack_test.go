@@ -53,7 +53,7 @@ func TestAttackNothingPrintsSecrets(t *testing.T) {
 	rk, err := keyring.NewRootKey(rootBytes)
 	require.NoError(t, err)
 	pass := []byte("Tr0ub4dor&3-passphrase")
-	prk, err := keyring.NewPassphraseRootKey(pass, testArgon2)
+	prk, err := testPassphraseRootKey(t, pass), error(nil)
 	require.NoError(t, err)
 	st := durable{memstore.New()}
 	k, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))

@@ -1,9 +1,13 @@
 package keyring
 
 import (
+	"bytes"
 	"context"
+	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/store"
 	"github.com/tink-crypto/tink-go/v2/tink"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -27,39 +32,113 @@ import (
 // RootKeySize is the size of a local root key.
 const RootKeySize = chacha20poly1305.KeySize
 
-// NewRootKey returns a root key that wraps under a local 32-byte key with
-// XChaCha20-Poly1305 and a random 24-byte nonce per call, so it has no
-// practical limit on the number of calls. Its ciphertext is nonce || sealed.
-// The key is copied. The AEAD is safe for concurrent use, and prints (fmt,
-// slog, JSON) as "keyring.RootKey(local)", never its key.
-func NewRootKey(key []byte) (tink.AEAD, error) {
+// RootKeyOption configures a built-in root key.
+type RootKeyOption func(*rootKeyConfig)
+
+type rootKeyConfig struct{ allowNonApproved bool }
+
+// RootKeyAllowNonApproved lets a built-in root key unwrap, in FIPS 140-3
+// mode, what it wrapped outside the mode (XChaCha20-Poly1305, argon2id),
+// for a migration: RotateRootKey from a root key made with it to one made
+// without moves every version's material to the approved format. Outside
+// the mode it changes nothing.
+func RootKeyAllowNonApproved() RootKeyOption {
+	return func(c *rootKeyConfig) { c.allowNonApproved = true }
+}
+
+// approvedRootInfo derives the AES-256-GCM key of a local root key from
+// its key, so that the one key never serves two algorithms.
+const approvedRootInfo = "kmsring approved local root key"
+
+// approvedRootPrefix opens every ciphertext a local root key writes in the
+// approved format (format 1 ciphertexts open with a random nonce, so they
+// begin with it only with probability 2⁻⁶⁴, and are then tried as such).
+const approvedRootPrefix = "\x10kmsring"
+
+// NewRootKey returns a root key that wraps under a local 32-byte key. In
+// FIPS 140-3 mode it seals with AES-256-GCM (the approved format: the
+// prefix 0x10 "kmsring", then the 12-byte nonce the cryptographic module
+// draws, the ciphertext and the tag) under
+// HKDF-SHA-256(key, info = "kmsring approved local root key"); random
+// 96-bit nonces bound it to 2³² calls (SP 800-38D §8.3), far beyond what a
+// root key wraps: one call per key version, store key and access key.
+// Outside the mode it seals with XChaCha20-Poly1305 and a random 24-byte
+// nonce (nonce || sealed), with no practical limit on calls. It opens both;
+// in FIPS mode the second only with RootKeyAllowNonApproved, and fails
+// with ErrNotApproved otherwise. The key is copied. The AEAD is safe for
+// concurrent use, and prints (fmt, slog, JSON) as
+// "keyring.RootKey(local)", never its key.
+func NewRootKey(key []byte, opts ...RootKeyOption) (tink.AEAD, error) {
 	if len(key) != RootKeySize {
 		return nil, fmt.Errorf("%w: root key must be %d bytes, not %d", ErrInvalidArgument, RootKeySize, len(key))
 	}
-	aead, err := chacha20poly1305.NewX(key)
+	var c rootKeyConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	ak, err := hkdf.Key(sha256.New, key, nil, approvedRootInfo, 32)
 	if err != nil {
 		return nil, err
 	}
-	return localRootKey{redacted{"keyring.RootKey(local)"}, aead}, nil
+	defer clear(ak)
+	b, err := aes.NewCipher(ak)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCMWithRandomNonce(b)
+	if err != nil {
+		return nil, err
+	}
+	legacyKey := bytes.Clone(key)
+	legacy := sync.OnceValues(func() (a cipher.AEAD, err error) {
+		// Only for what was wrapped outside FIPS mode, which in the mode
+		// the caller opted in to read.
+		fipsmode.Legacy(func() { a, err = chacha20poly1305.NewX(legacyKey) })
+		return a, err
+	})
+	return localRootKey{redacted{"keyring.RootKey(local)"}, gcm, legacy, c.allowNonApproved}, nil
 }
 
 type localRootKey struct {
 	redacted
-	aead cipher.AEAD
+	gcm              cipher.AEAD                 // approved
+	legacy           func() (cipher.AEAD, error) // XChaCha20-Poly1305, made on first use
+	allowNonApproved bool
 }
 
 func (r localRootKey) Encrypt(plaintext, associatedData []byte) ([]byte, error) {
-	out := make([]byte, r.aead.NonceSize(), r.aead.NonceSize()+len(plaintext)+r.aead.Overhead())
+	if fipsmode.Enabled() {
+		out := make([]byte, len(approvedRootPrefix), len(approvedRootPrefix)+len(plaintext)+r.gcm.Overhead())
+		copy(out, approvedRootPrefix)
+		return r.gcm.Seal(out, nil, plaintext, associatedData), nil
+	}
+	aead, err := r.legacy()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
 	rand.Read(out)
-	return r.aead.Seal(out, out, plaintext, associatedData), nil
+	return aead.Seal(out, out, plaintext, associatedData), nil
 }
 
 var errRootOpen = errors.New("keyring: root key: message authentication failed")
+
+// notApprovedError is a root key's refusal, in FIPS 140-3 mode, of what it
+// wrapped outside the mode: ErrRootKey (the material cannot be unwrapped)
+// and ErrNotApproved, with the latter's message only.
+type notApprovedError struct{ err error }
+
+func (e *notApprovedError) Error() string   { return e.err.Error() }
+func (e *notApprovedError) Unwrap() []error { return []error{ErrRootKey, e.err} }
 
 // rootKeyError is ErrRootKey saying what did not unwrap, with the root
 // key's own error when it says more than that authentication failed (a
 // remote KMS's answer, ErrArgon2Params).
 func rootKeyError(err error, format string, args ...any) error {
+	if errors.Is(err, ErrNotApproved) {
+		// Not a wrong root key: say only what the root key refused.
+		return &notApprovedError{err}
+	}
 	if errors.Is(err, errRootOpen) {
 		return fmt.Errorf("%w: "+format, append([]any{ErrRootKey}, args...)...)
 	}
@@ -67,11 +146,28 @@ func rootKeyError(err error, format string, args ...any) error {
 }
 
 func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error) {
-	n := r.aead.NonceSize()
-	if len(ciphertext) < n+r.aead.Overhead() {
+	if rest, ok := bytes.CutPrefix(ciphertext, []byte(approvedRootPrefix)); ok {
+		if pt, err := r.gcm.Open(nil, nil, rest, associatedData); err == nil {
+			return pt, nil
+		}
+		if fipsmode.Enabled() && !r.allowNonApproved {
+			// The wrong root key or tampering, not old data: an old
+			// ciphertext begins with the prefix with probability 2⁻⁶⁴.
+			return nil, errRootOpen
+		}
+	}
+	if err := checkApproved(false, r.allowNonApproved, "a root key ciphertext under XChaCha20-Poly1305"); err != nil {
+		return nil, err
+	}
+	aead, err := r.legacy()
+	if err != nil {
+		return nil, err
+	}
+	n := aead.NonceSize()
+	if len(ciphertext) < n+aead.Overhead() {
 		return nil, errRootOpen
 	}
-	pt, err := r.aead.Open(nil, ciphertext[:n], ciphertext[n:], associatedData)
+	pt, err := aead.Open(nil, ciphertext[:n], ciphertext[n:], associatedData)
 	if err != nil {
 		return nil, errRootOpen
 	}
@@ -85,10 +181,10 @@ func (r localRootKey) Decrypt(ciphertext, associatedData []byte) ([]byte, error)
 // become a new root key. Production code should use ReadRootKeyFile, which
 // never creates. Otherwise it is ReadRootKeyFile. Keep the file apart from
 // the store: whoever holds both holds every key.
-func RootKeyFile(path string) (tink.AEAD, error) {
+func RootKeyFile(path string, opts ...RootKeyOption) (tink.AEAD, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return ReadRootKeyFile(path)
+		return ReadRootKeyFile(path, opts...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keyring: create root key file: %w", err)
@@ -106,7 +202,7 @@ func RootKeyFile(path string) (tink.AEAD, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("keyring: create root key file: %w", err)
 	}
-	return NewRootKey(key)
+	return NewRootKey(key, opts...)
 }
 
 // ReadRootKeyFile returns the local root key kept in the file at path,
@@ -114,7 +210,7 @@ func RootKeyFile(path string) (tink.AEAD, error) {
 // (mode 0600 or stricter); anything else is refused with ErrInvalidArgument
 // (or the os error, for a missing file). It never creates a file: use it in
 // production, so that a wrong path fails instead of starting a new root key.
-func ReadRootKeyFile(path string) (tink.AEAD, error) {
+func ReadRootKeyFile(path string, opts ...RootKeyOption) (tink.AEAD, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: root key file: %w", err)
@@ -138,7 +234,7 @@ func ReadRootKeyFile(path string) (tink.AEAD, error) {
 	if len(key) != RootKeySize {
 		return nil, fmt.Errorf("%w: root key file %s must hold exactly %d bytes", ErrInvalidArgument, path, RootKeySize)
 	}
-	return NewRootKey(key)
+	return NewRootKey(key, opts...)
 }
 
 // RootKeys returns a root key that encrypts with primary and decrypts with

@@ -3,6 +3,7 @@ package keyring_test
 import (
 	"context"
 	"errors"
+	"github.com/kmsring/kmsring/internal/testvec"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -85,6 +86,7 @@ func TestRootKeyFile(t *testing.T) {
 }
 
 func TestPassphraseRootKey(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "argon2id (TestPBKDF2RootKey runs in the mode)")
 	ctx := t.Context()
 	st := durable{memstore.New()}
 	rk, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
@@ -116,6 +118,7 @@ func TestPassphraseRootKey(t *testing.T) {
 }
 
 func TestTinkRootKey(t *testing.T) {
+	testvec.SkipInFIPSMode(t, "Tink's local AES-GCM calls cipher.NewGCM, which GODEBUG=fips140=only refuses")
 	ctx := t.Context()
 	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
 	require.NoError(t, err)

@@ -353,7 +353,7 @@ func TestAttackVersionRecordSizes(t *testing.T) {
 // root key's ciphertext (as a store writer may leave a wrapped store key
 // or version) fails Decrypt with an error, never a panic or plaintext.
 func TestAttackTruncatedRootKeyCiphertexts(t *testing.T) {
-	pass, err := keyring.NewPassphraseRootKey([]byte("correct horse"), testArgon2)
+	pass, err := testPassphraseRootKey(t, []byte("correct horse")), error(nil)
 	require.NoError(t, err)
 	local := newRootKey(t, 1)
 	for name, rk := range map[string]tink.AEAD{

@@ -3,6 +3,7 @@ package keyring
 import (
 	"crypto/hkdf"
 	"crypto/sha256"
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"testing"
 
 	"github.com/kmsring/kmsring/internal/wycheproof"
@@ -14,6 +15,9 @@ import (
 // vectors through NewRootKey, whose ciphertext (nonce || sealed) is the
 // vectors' iv || ct || tag, and through the AEAD that wraps data keys.
 func TestWycheproofXChaCha20Poly1305(t *testing.T) {
+	if fipsmode.Enabled() {
+		t.Skip("FIPS 140-3 mode: XChaCha20-Poly1305")
+	}
 	n, valid := 0, 0
 	for _, g := range wycheproof.Load[wycheproof.AEADGroup](t, "xchacha20_poly1305_test.json") {
 		for _, tc := range g.Tests {

@@ -170,7 +170,11 @@ The encryption context must be the one used to encrypt.`,
 			a.record(ctx, string(keyring.OpDecrypt), ref, err)
 			return err
 		}
-		pt, err := k.Decrypt(ctx, blob, keyring.WithEncryptionContext(ec))
+		opts := []keyring.OpOption{keyring.WithEncryptionContext(ec)}
+		if a.allowNonApproved {
+			opts = append(opts, keyring.AllowNonApproved())
+		}
+		pt, err := k.Decrypt(ctx, blob, opts...)
 		if err != nil {
 			return err
 		}

@@ -120,6 +120,9 @@ reported (exit status 1) after the segments before it were written.`,
 		if err := a.open(ctx, false); err != nil {
 			return err
 		}
+		if a.allowNonApproved {
+			opts = append(opts, envelope.AllowNonApproved())
+		}
 		r, err := envelope.NewReader(ctx, storeOpener{a}, src, opts...)
 		if err != nil {
 			return err
@@ -167,6 +170,9 @@ type inspectOutput struct {
 	EncryptionContext map[string]string
 	HeaderSize        int
 	SegmentSize       int
+	// FIPSApproved: the envelope's suite uses only FIPS 140-3 approved
+	// algorithms, so it opens in FIPS mode.
+	FIPSApproved bool
 }
 
 func (a *app) inspectCommand() *cobra.Command {
@@ -199,7 +205,7 @@ root key. Nothing in the header is authenticated until the envelope is opened.`,
 		return a.print(inspectOutput{
 			KeyId: h.KeyID, KeyArn: a.keyARN(h.KeyID), KeyVersion: h.Version,
 			KeyMaterialId: keyMaterialID(h.KeyID, h.Version), EncryptionContext: ec,
-			HeaderSize: h.Size, SegmentSize: h.SegmentSize,
+			HeaderSize: h.Size, SegmentSize: h.SegmentSize, FIPSApproved: h.FIPSApproved,
 		})
 	})
 	return c

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"encoding/json"
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,11 +62,28 @@ func TestScripts(t *testing.T) {
 			if os.Getenv(pgtest.Env) != "" {
 				e.Setenv("PGSTORE", pgtest.DSN(t))
 			}
+			// With -cover (.ci/fips), the binary (this test process run
+			// again) writes its coverage where the test's goes, and the
+			// test's profile then includes it.
+			d := os.Getenv("GOCOVERDIR")
+			if f := flag.Lookup("test.gocoverdir"); d == "" && f != nil {
+				d = f.Value.String()
+			}
+			if d != "" {
+				e.Setenv("GOCOVERDIR", d)
+			}
+			// GODEBUG=fips140=only (.ci/fips) reaches the commands.
+			if v := os.Getenv("GODEBUG"); v != "" {
+				e.Setenv("GODEBUG", v)
+			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "postgres" {
 				return os.Getenv(pgtest.Env) != "", nil
+			}
+			if cond == "fips" { // the binary is this test process
+				return fips140.Enabled(), nil
 			}
 			return false, errors.New("unknown condition " + cond)
 		},
@@ -135,7 +154,7 @@ func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
 
 // scriptEnv lists the variables cmdExits passes on from the script. The
 // command is found on the test's PATH, where testscript.Main put kmsring.
-var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh}
+var scriptEnv = []string{"PATH", "HOME", "TMPDIR", "USER", envStore, envRootKey, envRegion, envAccount, envProgress, envClockOffset, envRefresh, "GOCOVERDIR", "GODEBUG"}
 
 // cmdExits implements "exits N COMMAND ARGS...": it runs the command and
 // asserts that it exits with status N and, when N is not 0, that it wrote

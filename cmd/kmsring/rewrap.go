@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/keyring"
 	"github.com/spf13/cobra"
 )
 
@@ -94,6 +95,20 @@ func (a *app) rewrap(ctx context.Context, _ *cobra.Command, paths []string) erro
 			continue
 		}
 		current := k.CurrentVersion()
+		if k.Approved() {
+			// FIPS 140-3 mode: envelopes of a default suite are
+			// resealed in the approved suite (payload included), not
+			// rewrapped.
+			byKey[id] = a.resealNonApproved(ctx, k, byKey[id], func(p string, err error) {
+				f := &files[index[p]]
+				if err != nil {
+					f.Status, f.Error = rewrapFailed, oneLine(err.Error())
+				} else {
+					f.Status, f.KeyVersion = rewrapDone, current
+				}
+				bar.add(1)
+			})
+		}
 		save := func(name string, header []byte) error {
 			if err := spliceHeader(name, header); err != nil {
 				return err
@@ -217,6 +232,61 @@ func spliceHeader(path string, header []byte) error {
 		return err
 	}
 	if _, err := io.Copy(dst, src); err != nil {
+		return err
+	}
+	if err := dst.f.Chmod(fi.Mode().Perm()); err != nil {
+		return err
+	}
+	return dst.commit()
+}
+
+// resealNonApproved reseals, in the approved suite, each file of paths
+// whose envelope is of a default suite, calling done for each, and returns
+// the other paths.
+func (a *app) resealNonApproved(ctx context.Context, k *keyring.Keyring, paths []string, done func(string, error)) []string {
+	var rest []string
+	for _, p := range paths {
+		h, err := peekHeader(p)
+		if err != nil || h.FIPSApproved {
+			rest = append(rest, p)
+			continue
+		}
+		done(p, resealFile(ctx, k, p, h.EncryptionContext))
+	}
+	return rest
+}
+
+// resealFile opens the envelope in the file at path (a default suite,
+// read with envelope.AllowNonApproved for this migration) and replaces it,
+// atomically and keeping its mode, with an envelope of the same plaintext
+// and encryption context in the approved suite, streaming.
+func resealFile(ctx context.Context, k *keyring.Keyring, path string, ec map[string]string) error {
+	src, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	r, err := envelope.NewReader(ctx, k, src, envelope.AllowNonApproved(), envelope.WithEncryptionContext(ec))
+	if err != nil {
+		return err
+	}
+	dst, err := createAtomic(path)
+	if err != nil {
+		return err
+	}
+	defer dst.abort()
+	w, err := envelope.NewWriter(ctx, k, dst, envelope.WithEncryptionContext(ec))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
 		return err
 	}
 	if err := dst.f.Chmod(fi.Mode().Perm()); err != nil {

@@ -32,6 +32,7 @@ type app struct {
 	binaryFormat                                   string
 	queryExpr                                      string
 	query                                          *jmespath.JMESPath // --query, compiled
+	allowNonApproved                               bool               // --allow-non-approved
 
 	// opened on first use by a command
 	st     storeCloser
@@ -103,6 +104,7 @@ Exit status: 0 on success, 1 when the operation failed, 2 for a usage error.`,
 	f.StringVar(&a.region, "region", "", "the region key ARNs name (env "+envRegion+"; default us-east-1)")
 	f.StringVar(&a.binaryFormat, "cli-binary-format", base64Format, "how blob arguments given as text are read: base64, or raw-in-base64-out (as the AWS CLI v2)")
 	f.StringVar(&a.account, "account", "", "the account ID key ARNs name (env "+envAccount+"; default 000000000000)")
+	f.BoolVar(&a.allowNonApproved, "allow-non-approved", false, "in FIPS 140-3 mode, read what was written outside it, to migrate it (docs/FIPS.md)")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "text", "table"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("%s: %v (see kmsring %s --help)", c.Name(), err, strings.TrimPrefix(c.CommandPath(), "kmsring "))
@@ -138,6 +140,7 @@ func (a *app) commands() []*cobra.Command {
 	cs = append(cs, a.accessKeyCommands()...)
 	cs = append(cs, a.kmsPluginCommand())
 	cs = append(cs, a.policyCommands()...)
+	cs = append(cs, a.buildVersionCommand())
 	return cs
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/fips140"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -181,6 +182,7 @@ func isLoopbackHost(host string) bool {
 // serve runs the endpoint on addr until ctx ends, with the rotation
 // scheduler over the store's keys.
 func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, sf serveFlags, maxLoaded int, ready func()) error {
+	logger.Info("kmsring serve", "version", version(), "fips140", fips140.Enabled(), "fips140_enforced", fips140.Enforced(), "fips140_module", fips140.Version())
 	keys, err := a.newServeKeys(ctx, logger, maxLoaded)
 	if err != nil {
 		return err

@@ -214,13 +214,13 @@ func (a *app) rootKey(storeExists bool) (created bool, err error) {
 		return false, fmt.Errorf("root key file %s does not exist, but the store %s does: its keys open only with the root key they were created with (set --root-key-file or %s)", a.rootKeyPath, a.stDesc, envRootKey)
 	}
 	if exists {
-		a.rk, err = keyring.ReadRootKeyFile(a.rootKeyPath)
+		a.rk, err = keyring.ReadRootKeyFile(a.rootKeyPath, a.rootKeyOptions()...)
 		return false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(a.rootKeyPath), 0o700); err != nil {
 		return false, fmt.Errorf("create root key directory: %w", err)
 	}
-	if a.rk, err = keyring.RootKeyFile(a.rootKeyPath); err != nil {
+	if a.rk, err = keyring.RootKeyFile(a.rootKeyPath, a.rootKeyOptions()...); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -264,4 +264,13 @@ func principal() string {
 		return "cli:" + n
 	}
 	return fmt.Sprintf("cli:uid-%d", os.Getuid())
+}
+
+// rootKeyOptions are the root key's options: --allow-non-approved lets it
+// unwrap, in FIPS 140-3 mode, what it wrapped outside the mode.
+func (a *app) rootKeyOptions() []keyring.RootKeyOption {
+	if a.allowNonApproved {
+		return []keyring.RootKeyOption{keyring.RootKeyAllowNonApproved()}
+	}
+	return nil
 }

@@ -32,14 +32,17 @@ const (
 )
 
 // Wrap appends to dst the data key blob of dek under the current version
-// of k, with the 24-byte nonce given, and returns the extended dst and the
-// version. The last contextLen bytes of dst must be the canonical encoding
-// of ec: followed by the blob's first bytes they are its associated data
-// (docs/FORMAT.md).
-var Wrap func(ctx context.Context, k Keyring, op Op, dst []byte, contextLen int, ec map[string]string, dek, nonce []byte) ([]byte, uint32, error)
+// of k, in the blob format given (format.BlobFormat or
+// format.BlobFormatApproved), with the random bytes given (the 24-byte
+// nonce of format 1, the 32-byte salt of an approved blob), and returns
+// the extended dst and the version. The last contextLen bytes of dst must
+// be the canonical encoding of ec: followed by the blob's first bytes they
+// are its associated data (docs/FORMAT.md).
+var Wrap func(ctx context.Context, k Keyring, op Op, blobFormat byte, dst []byte, contextLen int, ec map[string]string, dek, random []byte) ([]byte, uint32, error)
 
 // Unwrap decrypts blob, which parsed as bl, with k, a *keyring.Keyring or a
 // *keyring.Set (the keyring the blob names), appends the plaintext to dst
 // and returns it. ad is the blob's associated data: the canonical encoding
-// of ec followed by the blob's first bytes.
-var Unwrap func(ctx context.Context, k any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string) ([]byte, error)
+// of ec followed by the blob's first bytes. In FIPS 140-3 mode a blob of
+// format 1 is refused unless allowNonApproved.
+var Unwrap func(ctx context.Context, k any, dst, blob []byte, bl format.Blob, ad []byte, ec map[string]string, allowNonApproved bool) ([]byte, error)

@@ -26,33 +26,88 @@ func malformed(format string, args ...any) error {
 
 // Data key blob.
 const (
-	// BlobFormat is the first byte of every data key blob.
+	// BlobFormat is the first byte of a data key blob of format 1
+	// (XChaCha20-Poly1305).
 	BlobFormat = 0x01
+	// BlobFormatApproved is the first byte of an approved data key blob:
+	// AES-256-GCM under a key derived per blob with HKDF-SHA-256, every
+	// algorithm approved in FIPS 140-3 (docs/FORMAT.md). Identifiers from
+	// 0x10 are the approved ones; 0x02 stays unassigned, since format 1's
+	// negative vectors use it as the unknown format.
+	BlobFormatApproved = 0x10
 	// KeyIDSize is the size of a binary key ID (a UUID).
 	KeyIDSize = 16
-	// BlobNonceSize is the XChaCha20-Poly1305 nonce size.
+	// BlobNonceSize is the XChaCha20-Poly1305 nonce size (format 1).
 	BlobNonceSize = 24
-	// BlobTagSize is the Poly1305 tag size.
+	// BlobSaltSize is the size of the HKDF salt of an approved blob.
+	BlobSaltSize = 32
+	// GCMNonceSize is the size of the random AES-GCM nonce the
+	// cryptographic module writes at the start of an approved blob's
+	// sealed part and of every segment of an approved envelope.
+	GCMNonceSize = 12
+	// BlobTagSize is the size of the authentication tag (both formats).
 	BlobTagSize = 16
-	// BlobHeaderSize is the size of the authenticated fixed prefix of a blob:
-	// format, key ID, version, nonce.
+	// BlobHeaderSize is the size of the authenticated fixed prefix of a
+	// format 1 blob: format, key ID, version, nonce.
 	BlobHeaderSize = 1 + KeyIDSize + 4 + BlobNonceSize
+	// BlobHeaderSizeApproved is the size of the authenticated fixed prefix
+	// of an approved blob: format, key ID, version, salt.
+	BlobHeaderSizeApproved = 1 + KeyIDSize + 4 + BlobSaltSize
+	// BlobOverheadApproved is what an approved blob's sealed part adds to
+	// the plaintext: the module's nonce and the tag.
+	BlobOverheadApproved = GCMNonceSize + BlobTagSize
 	// MaxBlobPlaintext is the largest plaintext a blob can wrap (AWS KMS's
 	// Encrypt limit).
 	MaxBlobPlaintext = 4096
-	// MinBlobSize and MaxBlobSize bound a well-formed blob.
+	// MinBlobSize and MaxBlobSize bound a well-formed format 1 blob.
 	MinBlobSize = BlobHeaderSize + 1 + BlobTagSize
 	MaxBlobSize = BlobHeaderSize + MaxBlobPlaintext + BlobTagSize
+	// MinBlobSizeApproved and MaxBlobSizeApproved bound a well-formed
+	// approved format blob.
+	MinBlobSizeApproved = BlobHeaderSizeApproved + 1 + BlobOverheadApproved
+	MaxBlobSizeApproved = BlobHeaderSizeApproved + MaxBlobPlaintext + BlobOverheadApproved
 )
+
+// BlobHeaderLen returns the size of the fixed prefix of a blob of the
+// given format, which must be BlobFormat or BlobFormatApproved.
+func BlobHeaderLen(format byte) int {
+	if format == BlobFormatApproved {
+		return BlobHeaderSizeApproved
+	}
+	return BlobHeaderSize
+}
+
+// BlobLen returns the size of a blob of the given format wrapping n bytes.
+func BlobLen(format byte, n int) int {
+	if format == BlobFormatApproved {
+		return BlobHeaderSizeApproved + n + BlobOverheadApproved
+	}
+	return BlobHeaderSize + n + BlobTagSize
+}
 
 // Blob is a parsed data key blob.
 type Blob struct {
+	// Format is BlobFormat or BlobFormatApproved.
+	Format  byte
 	KeyID   [KeyIDSize]byte
 	Version uint32
-	Nonce   [BlobNonceSize]byte
-	// Sealed is the XChaCha20-Poly1305 ciphertext including its tag.
+	// Nonce is the XChaCha20-Poly1305 nonce of a format 1 blob; zero in
+	// an approved blob.
+	Nonce [BlobNonceSize]byte
+	// Salt is the HKDF salt of an approved blob; zero in format 1.
+	Salt [BlobSaltSize]byte
+	// Sealed is the rest of the blob: the XChaCha20-Poly1305 ciphertext
+	// including its tag (format 1), or the AES-GCM nonce, ciphertext and
+	// tag (approved blob).
 	Sealed []byte
 }
+
+// Approved reports whether the blob is of the format whose every
+// algorithm is approved in FIPS 140-3.
+func (bl *Blob) Approved() bool { return bl.Format == BlobFormatApproved }
+
+// HeaderSize returns the size of the blob's fixed prefix.
+func (bl *Blob) HeaderSize() int { return BlobHeaderLen(bl.Format) }
 
 // ParseBlob parses a data key blob. The returned Sealed aliases b.
 func ParseBlob(b []byte) (Blob, error) {
@@ -60,31 +115,48 @@ func ParseBlob(b []byte) (Blob, error) {
 	if len(b) < 1 {
 		return bl, malformed("empty blob")
 	}
-	if b[0] != BlobFormat {
+	minSize, maxSize := MinBlobSize, MaxBlobSize
+	switch b[0] {
+	case BlobFormat:
+	case BlobFormatApproved:
+		minSize, maxSize = MinBlobSizeApproved, MaxBlobSizeApproved
+	default:
 		return bl, malformed("unknown blob format %#02x", b[0])
 	}
-	if len(b) < MinBlobSize {
+	if len(b) < minSize {
 		return bl, malformed("blob of %d bytes is too short", len(b))
 	}
-	if len(b) > MaxBlobSize {
+	if len(b) > maxSize {
 		return bl, malformed("blob of %d bytes is too long", len(b))
 	}
+	bl.Format = b[0]
 	copy(bl.KeyID[:], b[1:])
 	bl.Version = binary.BigEndian.Uint32(b[1+KeyIDSize:])
 	if bl.Version == 0 {
 		return bl, malformed("version 0")
 	}
-	copy(bl.Nonce[:], b[1+KeyIDSize+4:])
-	bl.Sealed = b[BlobHeaderSize:]
+	if bl.Format == BlobFormatApproved {
+		copy(bl.Salt[:], b[1+KeyIDSize+4:])
+	} else {
+		copy(bl.Nonce[:], b[1+KeyIDSize+4:])
+	}
+	bl.Sealed = b[bl.HeaderSize():]
 	return bl, nil
 }
 
 // AppendHeader appends the blob's fixed prefix to dst: format, key ID,
-// version and nonce. The blob's associated data is the canonical encoding
-// of its encryption context followed by this prefix (docs/FORMAT.md), so
-// that inside an envelope, where the context comes right before the blob,
-// it is one contiguous run of header bytes.
+// version and nonce (format 1) or salt (approved blob). A zero Format is
+// format 1. The blob's associated data is the canonical encoding of its
+// encryption context followed by this prefix (docs/FORMAT.md), so that
+// inside an envelope, where the context comes right before the blob, it is
+// one contiguous run of header bytes.
 func (bl *Blob) AppendHeader(dst []byte) []byte {
+	if bl.Format == BlobFormatApproved {
+		dst = append(dst, BlobFormatApproved)
+		dst = append(dst, bl.KeyID[:]...)
+		dst = binary.BigEndian.AppendUint32(dst, bl.Version)
+		return append(dst, bl.Salt[:]...)
+	}
 	dst = append(dst, BlobFormat)
 	dst = append(dst, bl.KeyID[:]...)
 	dst = binary.BigEndian.AppendUint32(dst, bl.Version)
@@ -93,7 +165,7 @@ func (bl *Blob) AppendHeader(dst []byte) []byte {
 
 // Marshal returns the blob's encoding.
 func (bl *Blob) Marshal() []byte {
-	out := make([]byte, 0, BlobHeaderSize+len(bl.Sealed))
+	out := make([]byte, 0, bl.HeaderSize()+len(bl.Sealed))
 	return append(bl.AppendHeader(out), bl.Sealed...)
 }
 
@@ -243,12 +315,19 @@ const (
 	Magic = "KMSR"
 	// EnvelopeFormat is the envelope format version.
 	EnvelopeFormat = 0x01
-	// SuiteAES256GCM and SuiteChaCha20Poly1305 are the algorithm suites of
-	// format 1: the payload AEAD, in 64 KiB segments, under a key derived
-	// with BLAKE2b-512, which also gives the key commitment. See
-	// docs/FORMAT.md.
+	// SuiteAES256GCM and SuiteChaCha20Poly1305 are the default algorithm
+	// suites of format 1: the payload AEAD, in 64 KiB segments, under a
+	// key derived with BLAKE2b-512, which also gives the key commitment.
+	// Their data key blob is of format 1. See docs/FORMAT.md.
 	SuiteAES256GCM        = 0x01
 	SuiteChaCha20Poly1305 = 0x02
+	// SuiteApproved is the suite whose every algorithm is approved in FIPS
+	// 140-3: AES-256-GCM segments, each under a nonce the cryptographic
+	// module draws, under a key derived with HKDF-SHA-512, which also
+	// gives the key commitment; its data key blob is an approved one
+	// (BlobFormatApproved). 0x03 stays unassigned, since format 1's
+	// negative vectors use it as the unknown suite.
+	SuiteApproved = 0x10
 	// SaltSize and CommitmentSize are the sizes of the header's salt and
 	// key commitment.
 	SaltSize       = 32
@@ -301,7 +380,7 @@ func (h *Header) Append(dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	start := len(dst)
-	dst = AppendFixed(dst, h.Suite, ecLen, BlobHeaderSize+len(h.Blob.Sealed))
+	dst = AppendFixed(dst, h.Suite, ecLen, h.Blob.HeaderSize()+len(h.Blob.Sealed))
 	copy(dst[start+SaltOffset:], h.Salt[:])
 	copy(dst[start+CommitmentOffset:], h.Commitment[:])
 	dst = AppendCheckedContext(dst, h.Context, ecLen)
@@ -375,8 +454,9 @@ func parseFixed(b []byte) (ecLen, blobLen int, err error) {
 	if len(b) < len(Magic)+2 {
 		return 0, 0, malformed("truncated header")
 	}
-	if s := b[len(Magic)+1]; s != SuiteAES256GCM && s != SuiteChaCha20Poly1305 {
-		return 0, 0, malformed("unknown algorithm suite %#02x", s)
+	suite := b[len(Magic)+1]
+	if suite != SuiteAES256GCM && suite != SuiteChaCha20Poly1305 && suite != SuiteApproved {
+		return 0, 0, malformed("unknown algorithm suite %#02x", suite)
 	}
 	if len(b) < FixedHeaderSize {
 		return 0, 0, malformed("truncated header")
@@ -386,7 +466,11 @@ func parseFixed(b []byte) (ecLen, blobLen int, err error) {
 	if ecLen < 2 || ecLen > MaxContextSize {
 		return 0, 0, malformed("encryption context length %d out of range", ecLen)
 	}
-	if blobLen < MinBlobSize || blobLen > MaxBlobSize {
+	minBlob, maxBlob := MinBlobSize, MaxBlobSize
+	if suite == SuiteApproved {
+		minBlob, maxBlob = MinBlobSizeApproved, MaxBlobSizeApproved
+	}
+	if blobLen < minBlob || blobLen > maxBlob {
 		return 0, 0, malformed("blob length %d out of range", blobLen)
 	}
 	return ecLen, blobLen, nil
@@ -406,9 +490,28 @@ func parseHeader(h *Header, b []byte) error {
 	}
 	h.Context = ec
 	h.BlobBytes = b[FixedHeaderSize+ecLen:]
-	h.Blob, err = ParseBlob(h.BlobBytes)
-	return err
+	if h.Blob, err = ParseBlob(h.BlobBytes); err != nil {
+		return err
+	}
+	if want := BlobFormatFor(h.Suite); h.Blob.Format != want {
+		return malformed("suite %#02x holds a blob of format %#02x, not %#02x", h.Suite, h.Blob.Format, want)
+	}
+	return nil
 }
+
+// BlobFormatFor returns the format of the data key blob an envelope of the
+// given suite holds: an approved blob in the approved suite, format 1 in the
+// others.
+func BlobFormatFor(suite byte) byte {
+	if suite == SuiteApproved {
+		return BlobFormatApproved
+	}
+	return BlobFormat
+}
+
+// Approved reports whether the header is of the suite whose every
+// algorithm is approved in FIPS 140-3 (its blob is then an approved blob).
+func (h *Header) Approved() bool { return h.Suite == SuiteApproved }
 
 // cursor reads big-endian fields from a byte slice.
 type cursor []byte

@@ -96,6 +96,7 @@ func TestCheckContextCheap(t *testing.T) {
 // FuzzParseBlob: no input panics, and what parses marshals back to itself.
 func FuzzParseBlob(f *testing.F) {
 	testvec.Seed(f, testdata+"/blob")
+	testvec.Seed(f, testdata+"/blob-approved")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		bl, err := format.ParseBlob(b)
 		if err != nil {
@@ -110,6 +111,7 @@ func FuzzParseBlob(f *testing.F) {
 // it was parsed from, and ReadHeader agrees with ParseHeader.
 func FuzzParseHeader(f *testing.F) {
 	testvec.Seed(f, testdata+"/envelope")
+	testvec.Seed(f, testdata+"/envelope-approved")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, n, err := format.ParseHeader(b)
 		h2, raw, err2 := format.ReadHeader(bytes.NewReader(b))

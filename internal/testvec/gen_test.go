@@ -13,6 +13,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/internal/format"
 	"github.com/kmsring/kmsring/internal/testvec"
 	"github.com/kmsring/kmsring/keyring"
@@ -76,6 +77,43 @@ func TestGenerate(t *testing.T) {
 	}
 	genBlobs(t, k, func(v testvec.Vector) { write("blob", v) })
 	genEnvelopes(t, k, func(v testvec.Vector) { write("envelope", v) })
+
+	// The approved formats (issue 19), with their own fixture, written in
+	// FIPS mode (forced) so that its root key ciphertexts are approved too.
+	// Added after format 1's, from their own fixed randomness: format 1's
+	// vectors above come out byte for byte as before.
+	restore := fipsmode.Force(true)
+	defer restore()
+	cryptotest.SetGlobalRandom(t, 2)
+	ast := memstore.New()
+	_, err = keyring.AuditMAC(ctx, ast, rk)
+	require.NoError(t, err)
+	ak, err := keyring.New(ctx, keyring.WithStore(ast), keyring.WithRootKey(rk), keyring.WithClock(clk))
+	require.NoError(t, err)
+	clk.Advance(24 * time.Hour)
+	_, err = ak.Rotate(ctx)
+	require.NoError(t, err)
+	writeFixture(t, ast, ak, rootKey, testvec.ApprovedFixture)
+	genApprovedBlobs(t, ak, func(v testvec.Vector) { write("blob-approved", v) })
+	genApprovedEnvelopes(t, ak, func(v testvec.Vector) { write("envelope-approved", v) })
+}
+
+// writeFixture writes the fixture of k, in st, as name in testdata.
+func writeFixture(t *testing.T, st *memstore.Store, k *keyring.Keyring, rootKey []byte, name string) {
+	ctx := t.Context()
+	rec, err := st.Get(ctx, k.ID())
+	require.NoError(t, err)
+	vs, err := st.Versions(ctx, k.ID(), 0)
+	require.NoError(t, err)
+	srec, err := st.Get(ctx, testvec.StoreKeyID)
+	require.NoError(t, err)
+	fixture := testvec.Fixture{RootKey: rootKey, StoreKey: srec.Data, KeyID: k.ID(), Record: rec.Data}
+	for _, v := range vs {
+		fixture.Versions = append(fixture.Versions, testvec.FixtureVersion{Number: v.Number, Data: v.Data})
+	}
+	fx, err := json.MarshalIndent(fixture, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(testdata, name), append(fx, '\n'), 0o644))
 }
 
 func genBlobs(t *testing.T, k *keyring.Keyring, write func(testvec.Vector)) {

@@ -24,6 +24,7 @@ import (
 	"testing"
 
 	"github.com/kmsring/kmsring/envelope"
+	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/memstore"
@@ -167,7 +168,20 @@ type FixtureVersion struct {
 // LoadKeyring puts the fixture in dir/keyring.json into a fresh in-memory
 // store and loads it with keyring.Load.
 func LoadKeyring(ctx context.Context, dir string) (*keyring.Keyring, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "keyring.json"))
+	return LoadFixture(ctx, dir, "keyring.json")
+}
+
+// ApprovedFixture is the fixture of the approved formats' vectors: its
+// root key ciphertexts are of the approved format too, so that it loads in
+// FIPS 140-3 mode without running a golang.org/x/crypto primitive.
+const ApprovedFixture = "keyring-approved.json"
+
+// LoadFixture is LoadKeyring of the fixture file name in dir, with the
+// root key options given. The fixture of format 1 (keyring.json) was
+// written outside FIPS mode: in the mode it loads only with
+// keyring.RootKeyAllowNonApproved.
+func LoadFixture(ctx context.Context, dir, name string, opts ...keyring.RootKeyOption) (*keyring.Keyring, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +207,7 @@ func LoadKeyring(ctx context.Context, dir string) (*keyring.Keyring, error) {
 	if _, err := st.Create(ctx, store.Record{KeyID: f.KeyID, Data: f.Record}, vs); err != nil {
 		return nil, err
 	}
-	rk, err := keyring.NewRootKey(f.RootKey)
+	rk, err := keyring.NewRootKey(f.RootKey, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -243,4 +257,14 @@ func Seed(f *testing.F, dir string) []*Vector {
 		f.Add(v.Data)
 	}
 	return vs
+}
+
+// SkipInFIPSMode skips a test of a format that is not approved when the
+// process runs in FIPS 140-3 mode, where what it checks cannot be written
+// (the approved formats have their own tests, vectors and fuzz seeds).
+func SkipInFIPSMode(t testing.TB, why string) {
+	t.Helper()
+	if fipsmode.Enabled() {
+		t.Skip("FIPS 140-3 mode: " + why)
+	}
 }
