@@ -254,6 +254,22 @@ func prepare(db *bolt.DB, path string) (readAll bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// A file this release has prepared before needs no write (and no
+	// fsync): check it in a read transaction.
+	complete := false
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return nil
+			}
+		}
+		complete = true
+		return checkMeta(meta, path, keys)
+	})
+	if err != nil || complete {
+		return false, err
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -271,24 +287,13 @@ func prepare(db *bolt.DB, path string) (readAll bool, err error) {
 				return err
 			}
 		}
-		v := meta.Get(keyLayout)
-		if len(v) != 4 {
-			return fmt.Errorf("%w: %s: bad layout record", ErrCorrupt, path)
-		}
-		if n := binary.BigEndian.Uint32(v); n != layoutVersion {
-			return fmt.Errorf("%w: %s has layout %d, this release reads %d", ErrLayoutVersion, path, n, layoutVersion)
+		if err := checkMeta(meta, path, keys); err != nil {
+			return err
 		}
 		for _, b := range [][]byte{bucketKeys, bucketAliases, bucketVersions, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
-		}
-		want := meta.Get(keyCount)
-		if len(want) != 8 {
-			return fmt.Errorf("%w: %s: bad key count record", ErrCorrupt, path)
-		}
-		if n := binary.BigEndian.Uint64(want); n != keys {
-			return fmt.Errorf("%w: %s holds %d keys, its count says %d", ErrCorrupt, path, keys, n)
 		}
 		if tx.Bucket(bucketDue) == nil {
 			readAll = true
@@ -297,6 +302,29 @@ func prepare(db *bolt.DB, path string) (readAll bool, err error) {
 		return nil
 	})
 	return readAll, err
+}
+
+// allBuckets are the buckets of a prepared file.
+var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketAliases, bucketVersions, bucketAudit, bucketDue}
+
+// checkMeta checks the layout version and that the key count in meta is
+// keys, the number of key records the page walk found.
+func checkMeta(meta *bolt.Bucket, path string, keys uint64) error {
+	v := meta.Get(keyLayout)
+	if len(v) != 4 {
+		return fmt.Errorf("%w: %s: bad layout record", ErrCorrupt, path)
+	}
+	if n := binary.BigEndian.Uint32(v); n != layoutVersion {
+		return fmt.Errorf("%w: %s has layout %d, this release reads %d", ErrLayoutVersion, path, n, layoutVersion)
+	}
+	want := meta.Get(keyCount)
+	if len(want) != 8 {
+		return fmt.Errorf("%w: %s: bad key count record", ErrCorrupt, path)
+	}
+	if n := binary.BigEndian.Uint64(want); n != keys {
+		return fmt.Errorf("%w: %s holds %d keys, its count says %d", ErrCorrupt, path, keys, n)
+	}
+	return nil
 }
 
 func isEmpty(tx *bolt.Tx) bool {
