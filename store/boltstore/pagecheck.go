@@ -20,7 +20,7 @@ import (
 //
 // The file is read through a read-only memory map, unmapped on
 // return, so that the walk costs no system call per page and leaves
-// nothing resident; the caller makes a fault on it (a file cut short
+// nothing mapped; the caller makes a fault on it (a file cut short
 // meanwhile) a panic. Memory is bounded by the file: one bit per page.
 //
 // The layout read here is bbolt's on-disk format (version 2), little
@@ -35,7 +35,7 @@ func checkPages(f *os.File, path string, size int64) (keys uint64, err error) {
 	if size < 2*minBoltPageSize || size != int64(int(size)) {
 		return 0, c.corrupt("%d bytes is no bbolt file", size)
 	}
-	c.file, err = syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	c.file, err = syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED|mapPopulate)
 	if err != nil {
 		return 0, fmt.Errorf("boltstore: map %s: %w", path, err)
 	}
