@@ -6,8 +6,13 @@
 // The file is created with mode 0600. Every successful write is one bbolt
 // transaction, fsync'd before it returns. The file records its layout
 // version; Open refuses a file of an unknown version, a file that is not a
-// kmsring store, and a file that is truncated or corrupt (with an error
-// wrapping [ErrCorrupt], never a panic and never an empty store in its place).
+// kmsring store, and a file that is truncated or whose structure is damaged
+// (with an error wrapping [ErrCorrupt], never a panic and never an empty
+// store in its place). Open checks the file's page tree and its count of
+// keys, not each record, so that its cost does not grow with the records'
+// contents: a damaged record is reported when it is read, by the call that
+// reads it, with an error wrapping ErrCorrupt that names the key (or the
+// alias that names a missing key).
 //
 // # Locking
 //
@@ -108,15 +113,17 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, withoutPath(err))
 	}
-	if err := prepare(db, path); err != nil {
+	readAll, err := prepare(db, path)
+	if err != nil {
 		db.Close()
 		release(id)
 		return nil, err
 	}
-	// prepare read every page through the memory map, which keeps them
-	// resident and counted in the process's memory; a fresh map holds only
-	// the pages used from now on (a store of 100,000 keys is 120 MB).
-	if fi, err := os.Stat(path); err == nil && fi.Size() > remapAbove {
+	// Building the due index of an older file read every record through
+	// the memory map, which keeps those pages resident and counted in the
+	// process's memory; a fresh map holds only the pages used from now on
+	// (a store of 100,000 keys is 120 MB).
+	if fi, err := os.Stat(path); err == nil && readAll && fi.Size() > remapAbove {
 		db.Close()
 		release(id)
 		if db, id, err = openDB(path); err != nil {
@@ -130,7 +137,7 @@ func Open(path string) (*Store, error) {
 }
 
 // remapAbove is the file size above which Open maps the file again after
-// checking it.
+// reading every record (once, to build the due index of an older file).
 var remapAbove int64 = 16 << 20
 
 // withoutPath returns the cause of an *fs.PathError, whose text repeats
@@ -238,12 +245,30 @@ func damage(r any) string {
 	return fmt.Sprintf("damaged page (%v)", r)
 }
 
-// prepare creates the buckets of a new file and checks an existing one.
-func prepare(db *bolt.DB, path string) (err error) {
+// prepare creates the buckets of a new file and checks an existing one. It
+// reports whether it read every record (to build the due index).
+func prepare(db *bolt.DB, path string) (readAll bool, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer catch(&err)
-	if err := checkFile(db, path); err != nil {
-		return err
+	keys, err := checkFile(db, path)
+	if err != nil {
+		return false, err
+	}
+	// A file this release has prepared before needs no write (and no
+	// fsync): check it in a read transaction.
+	complete := false
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return nil
+			}
+		}
+		complete = true
+		return checkMeta(meta, path, keys)
+	})
+	if err != nil || complete {
+		return false, err
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -262,12 +287,8 @@ func prepare(db *bolt.DB, path string) (err error) {
 				return err
 			}
 		}
-		v := meta.Get(keyLayout)
-		if len(v) != 4 {
-			return fmt.Errorf("%w: %s: bad layout record", ErrCorrupt, path)
-		}
-		if n := binary.BigEndian.Uint32(v); n != layoutVersion {
-			return fmt.Errorf("%w: %s has layout %d, this release reads %d", ErrLayoutVersion, path, n, layoutVersion)
+		if err := checkMeta(meta, path, keys); err != nil {
+			return err
 		}
 		for _, b := range [][]byte{bucketKeys, bucketAliases, bucketVersions, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -275,14 +296,35 @@ func prepare(db *bolt.DB, path string) (err error) {
 			}
 		}
 		if tx.Bucket(bucketDue) == nil {
+			readAll = true
 			return buildDueIndex(tx)
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	return readAll, err
+}
+
+// allBuckets are the buckets of a prepared file.
+var allBuckets = [][]byte{bucketMeta, bucketKeys, bucketAliases, bucketVersions, bucketAudit, bucketDue}
+
+// checkMeta checks the layout version and that the key count in meta is
+// keys, the number of key records the page walk found.
+func checkMeta(meta *bolt.Bucket, path string, keys uint64) error {
+	v := meta.Get(keyLayout)
+	if len(v) != 4 {
+		return fmt.Errorf("%w: %s: bad layout record", ErrCorrupt, path)
 	}
-	return db.View(func(tx *bolt.Tx) error { return walk(tx, path) })
+	if n := binary.BigEndian.Uint32(v); n != layoutVersion {
+		return fmt.Errorf("%w: %s has layout %d, this release reads %d", ErrLayoutVersion, path, n, layoutVersion)
+	}
+	want := meta.Get(keyCount)
+	if len(want) != 8 {
+		return fmt.Errorf("%w: %s: bad key count record", ErrCorrupt, path)
+	}
+	if n := binary.BigEndian.Uint64(want); n != keys {
+		return fmt.Errorf("%w: %s holds %d keys, its count says %d", ErrCorrupt, path, keys, n)
+	}
+	return nil
 }
 
 func isEmpty(tx *bolt.Tx) bool {
@@ -290,12 +332,13 @@ func isEmpty(tx *bolt.Tx) bool {
 	return k == nil
 }
 
-// checkFile rejects a file shorter than the pages its meta page claims:
-// reading them through the memory map would fault.
-func checkFile(db *bolt.DB, path string) error {
+// checkFile rejects a file shorter than the pages its meta page claims
+// (reading them through the memory map would fault) and checks its page
+// tree (checkPages); it returns the number of records in the keys bucket.
+func checkFile(db *bolt.DB, path string) (keys uint64, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("boltstore: %w", err)
+		return 0, fmt.Errorf("boltstore: %w", err)
 	}
 	err = db.View(func(tx *bolt.Tx) error {
 		if tx.Size() > fi.Size() {
@@ -304,54 +347,14 @@ func checkFile(db *bolt.DB, path string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("boltstore: %w", err)
+		return 0, fmt.Errorf("boltstore: %w", err)
 	}
 	defer f.Close()
 	return checkPages(f, path, fi.Size())
-}
-
-// walk reads every record once, so that a damaged page is found by Open,
-// where it is reported, rather than by a later operation.
-func walk(tx *bolt.Tx, path string) error {
-	keys := tx.Bucket(bucketKeys)
-	vers := tx.Bucket(bucketVersions)
-	want := tx.Bucket(bucketMeta).Get(keyCount)
-	if len(want) != 8 {
-		return fmt.Errorf("%w: %s: bad key count record", ErrCorrupt, path)
-	}
-	count := uint64(0)
-	err := keys.ForEach(func(id, v []byte) error {
-		count++
-		if _, err := decodeRecord(id, v); err != nil {
-			return err
-		}
-		vb := vers.Bucket(id)
-		if vb == nil {
-			return fmt.Errorf("no versions")
-		}
-		return vb.ForEach(func(n, _ []byte) error {
-			if len(n) != 4 {
-				return fmt.Errorf("bad version number")
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
-	}
-	if n := binary.BigEndian.Uint64(want); n != count {
-		return fmt.Errorf("%w: %s holds %d keys, its count says %d", ErrCorrupt, path, count, n)
-	}
-	return tx.Bucket(bucketAliases).ForEach(func(a, id []byte) error {
-		if keys.Get(id) == nil {
-			return fmt.Errorf("%w: %s: alias %q names a missing key", ErrCorrupt, path, a)
-		}
-		return nil
-	})
 }
 
 // catch turns a panic from a damaged file into an ErrCorrupt error. bbolt
@@ -487,11 +490,15 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 func (s *Store) Get(ctx context.Context, idOrAlias string) (rec store.Record, err error) {
 	err = s.do(ctx, false, func(tx *bolt.Tx) error {
 		id := []byte(idOrAlias)
-		if owner := tx.Bucket(bucketAliases).Get(id); owner != nil {
+		owner := tx.Bucket(bucketAliases).Get(id)
+		if owner != nil {
 			id = owner
 		}
 		v := tx.Bucket(bucketKeys).Get(id)
-		if v == nil {
+		switch {
+		case v == nil && owner != nil:
+			return fmt.Errorf("%w: alias %s names a missing key %s", ErrCorrupt, idOrAlias, owner)
+		case v == nil:
 			return fmt.Errorf("boltstore: %s: %w", idOrAlias, store.ErrNotFound)
 		}
 		rec, err = decodeRecord(bytes.Clone(id), v)
@@ -510,12 +517,15 @@ func (s *Store) VersionRange(ctx context.Context, keyID string, after, through u
 	err = s.do(ctx, false, func(tx *bolt.Tx) error {
 		vb := tx.Bucket(bucketVersions).Bucket([]byte(keyID))
 		if vb == nil {
+			if tx.Bucket(bucketKeys).Get([]byte(keyID)) != nil {
+				return fmt.Errorf("%w: key %s has no versions", ErrCorrupt, keyID)
+			}
 			return fmt.Errorf("boltstore: %s: %w", keyID, store.ErrNotFound)
 		}
 		c := vb.Cursor()
 		for k, v := c.Seek(versionKey(after + 1)); k != nil; k, v = c.Next() {
-			if len(k) != 4 {
-				return fmt.Errorf("%w: version key of %s", ErrCorrupt, keyID)
+			if len(k) != 4 || v == nil {
+				return fmt.Errorf("%w: key %s: a version that is not a version record", ErrCorrupt, keyID)
 			}
 			n := binary.BigEndian.Uint32(k)
 			if n <= after { // after+1 overflowed

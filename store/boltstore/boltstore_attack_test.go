@@ -76,9 +76,9 @@ func TestAttackBoltCycleChild(t *testing.T) {
 // TestAttackBoltCyclicPage: someone who can write the store file while no
 // process holds it (a restored or edited backup) makes every branch page's
 // first child its own page. bbolt follows page references without a cycle
-// check, so Open (which walks every record to find damage) loops forever
-// growing its cursor stack, or recurses until the stack limit kills the
-// process. README: a damaged file is reported as boltstore.ErrCorrupt,
+// check, so without Open's own page walk the first read through such a
+// page loops forever growing its cursor stack, or recurses until the stack
+// limit kills the process. README: a damaged file is reported as boltstore.ErrCorrupt,
 // never a panic; DESIGN.md: nothing read from a store can make the process
 // hang or allocate without bound.
 func TestAttackBoltCyclicPage(t *testing.T) {

@@ -195,3 +195,15 @@ func TestCorruptedFile(t *testing.T) {
 	}
 	t.Logf("%d of 100 damaged files still opened", opened)
 }
+
+// Opening a file this release prepared writes nothing to it (no commit, no
+// fsync at start-up).
+func TestOpenWritesNothing(t *testing.T) {
+	path, orig := fill(t)
+	st, err := boltstore.Open(path)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(orig, after), "the file is unchanged by Open and Close")
+}

@@ -9,18 +9,26 @@ import (
 	"github.com/kmsring/kmsring/store/boltstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
-// Two keyring handles on one file rotating at once: every rotation gets its
-// own version, none is lost, and a reopened file holds them all.
-func TestKeyringHandlesRotateAtOnce(t *testing.T) {
-	ctx := t.Context()
+// keyringStore opens a fresh store file with a root key file beside it.
+func keyringStore(t *testing.T) (tink.AEAD, *boltstore.Store, string) {
+	t.Helper()
 	dir := t.TempDir()
 	rk, err := keyring.RootKeyFile(filepath.Join(dir, "root.key"))
 	require.NoError(t, err)
 	path := filepath.Join(dir, "kmsring.db")
 	st, err := boltstore.Open(path)
 	require.NoError(t, err)
+	return rk, st, path
+}
+
+// Two keyring handles on one file rotating at once: every rotation gets its
+// own version, none is lost, and a reopened file holds them all.
+func TestKeyringHandlesRotateAtOnce(t *testing.T) {
+	ctx := t.Context()
+	rk, st, path := keyringStore(t)
 	a, err := keyring.New(ctx, keyring.WithStore(st), keyring.WithRootKey(rk))
 	require.NoError(t, err)
 	b, err := keyring.Load(ctx, st, a.ID(), keyring.WithRootKey(rk))
