@@ -52,7 +52,7 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measured time of each phase")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each phase")
 	cpuprofile := flag.String("cpuprofile", "", "write kmsring's (in-process) server CPU profile here")
-	servers := flag.String("servers", "local-kms,kmsring,do-nothing", "the servers to drive, in order: local-kms, kmsring (the endpoint in a child process, set up as serve sets it up), serve (the kmsring serve binary), do-nothing")
+	servers := flag.String("servers", "local-kms,kmsring,do-nothing", "the servers to drive, in order: local-kms, kmsring (the endpoint in a child process, set up as serve sets it up), serve (the kmsring serve binary built from this checkout; serve=PATH runs the binary PATH, such as one built from another commit), do-nothing")
 	ops := flag.String("ops", "GenerateDataKey,Decrypt", "the operations")
 	clientCounts := flag.String("clients", "1,16", "the numbers of concurrent clients")
 	flag.Parse()
@@ -64,13 +64,14 @@ func main() {
 	var children []*child
 	for _, name := range strings.Split(*servers, ",") {
 		var c *child
+		name, bin, _ := strings.Cut(name, "=")
 		switch name {
 		case "local-kms":
 			c = startLocalKMS(dir)
 		case "kmsring":
 			c = startKMSRing(dir, *cpuprofile)
 		case "serve":
-			c = startServe(dir)
+			c = startServe(dir, bin)
 		case "do-nothing":
 			c = startChild("do-nothing", nil, "serve-noop")
 		default:

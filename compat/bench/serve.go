@@ -141,20 +141,25 @@ func (m *metrics) observe(_ context.Context, r kmsapi.Request) {
 	m.duration.WithLabelValues(r.Operation).Observe(r.Duration.Seconds())
 }
 
-// startServe builds cmd/kmsring from this checkout and runs `kmsring
-// serve` itself (its request log to a file, its metrics on), over a store
-// set up as serveKMSRing's.
-func startServe(dir string) *child {
-	sdir := filepath.Join(dir, "serve")
-	check(os.Mkdir(sdir, 0o700))
+// startServe runs `kmsring serve` itself (its request log to a file, its
+// metrics on), over a store set up as serveKMSRing's: the binary bin, or
+// when bin is "", cmd/kmsring built from this checkout.
+func startServe(dir, bin string) *child {
+	sdir, err := os.MkdirTemp(dir, "serve")
+	check(err)
 	_, st, ak, keyID := setupKMSRing(context.Background(), sdir)
 	check(st.Close())
-	root, err := filepath.Abs("../..")
-	check(err)
-	bin := filepath.Join(sdir, "kmsring")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kmsring")
-	build.Dir, build.Stderr = root, os.Stderr
-	check(build.Run())
+	name := "kmsring serve"
+	if bin == "" {
+		root, err := filepath.Abs("../..")
+		check(err)
+		bin = filepath.Join(sdir, "kmsring")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/kmsring")
+		build.Dir, build.Stderr = root, os.Stderr
+		check(build.Run())
+	} else {
+		name += " (" + bin + ")"
+	}
 	reqLog, err := os.Create(filepath.Join(sdir, "requests.log"))
 	check(err)
 	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
@@ -170,7 +175,7 @@ func startServe(dir string) *child {
 	if !ok {
 		log.Fatalf("kmsring serve said %q", line)
 	}
-	c := &child{name: "kmsring serve", cmd: cmd, c: newClient(url, ak.ID, ak.SecretAccessKey()), keyID: keyID,
+	c := &child{name: name, cmd: cmd, c: newClient(url, ak.ID, ak.SecretAccessKey()), keyID: keyID,
 		ec: map[string]string{"tenant": "acme"}}
 	c.prepare()
 	return c
