@@ -1,9 +1,13 @@
 package kmsapi
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -99,5 +103,34 @@ func TestFastDecode(t *testing.T) {
 		checkFastDecode[decryptInput](t, []byte(s))
 		checkFastDecode[encryptInput](t, []byte(s))
 		checkFastEncode(t, []byte(s))
+	}
+}
+
+// TestRequestID checks that request IDs are random version 4 UUIDs in
+// their canonical form, as uuid.NewString made them.
+func TestRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := newRequestID()
+		u, err := uuid.Parse(id)
+		require.NoError(t, err)
+		assert.Equal(t, u.String(), id)
+		assert.Equal(t, uuid.Version(4), u.Version())
+		assert.Equal(t, uuid.RFC4122, u.Variant())
+		assert.False(t, seen[id])
+		seen[id] = true
+	}
+}
+
+// TestPooledBuffersDoNotLeak sends requests of decreasing size through
+// the pooled body and response buffers: each answer is its own request's.
+func TestPooledBuffersDoNotLeak(t *testing.T) {
+	e := newEnv(t)
+	id, _ := e.admin.createKey(obj{})
+	for _, n := range []int{1024, 64, 3} {
+		pt := bytes.Repeat([]byte{byte(n)}, n)
+		blob := e.admin.do("Encrypt", obj{"KeyId": id, "Plaintext": pt, "EncryptionContext": obj{"n": strings.Repeat("x", n)}})["CiphertextBlob"]
+		out := e.admin.do("Decrypt", obj{"CiphertextBlob": blob, "EncryptionContext": obj{"n": strings.Repeat("x", n)}})
+		assert.Equal(t, base64.StdEncoding.EncodeToString(pt), out["Plaintext"])
 	}
 }
