@@ -1,14 +1,15 @@
 package kmsapi
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -230,10 +231,10 @@ type caller struct {
 
 // ServeHTTP answers one AWS KMS API request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := Request{Time: h.clock.Now(), RequestID: uuid.NewString(), RemoteAddr: r.RemoteAddr, Status: http.StatusOK}
-	w.Header().Set("X-Amzn-Requestid", info.RequestID)
+	info := Request{Time: h.clock.Now(), RequestID: newRequestID(), RemoteAddr: r.RemoteAddr, Status: http.StatusOK}
+	w.Header()["X-Amzn-Requestid"] = []string{info.RequestID} // canonical: Set would check again
 	note := &auditNote{}
-	resp, err := h.serve(r.WithContext(context.WithValue(r.Context(), auditNoteKey{}, note)), &info)
+	resp, err := h.serve(context.WithValue(r.Context(), auditNoteKey{}, note), r, &info)
 	if err != nil {
 		ae := h.writeError(w, r, err)
 		info.Exception, info.Status = ae.Type, ae.status()
@@ -250,18 +251,40 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) serve(r *http.Request, info *Request) (any, error) {
+// serve answers r on ctx, which carries the request's auditNote (passed
+// apart from r, as r.WithContext would copy the request).
+// newRequestID returns a random (version 4) UUID, as uuid.NewString does
+// with one allocation fewer.
+func newRequestID() string {
+	var u uuid.UUID
+	rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
+}
+
+func (h *Handler) serve(ctx context.Context, r *http.Request, info *Request) (any, error) {
 	if r.Method != http.MethodPost {
 		return nil, &apiError{Type: "UnknownOperationException", Message: "the AWS KMS API takes POST requests"}
 	}
 	if name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix); ok && operations[name] != nil {
 		info.Operation = name
 	}
-	body, err := readBody(r, h.maxBody)
+	bp := bufPool.Get().(*[]byte)
+	body, err := readBody(r, h.maxBody, *bp)
+	defer func() {
+		// Decoding copied what the operation keeps; a plaintext
+		// (Encrypt's) is erased with the rest.
+		clear(body)
+		if cap(body) <= maxPooledBody {
+			*bp = body[:0]
+			bufPool.Put(bp)
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
-	ak, err := h.verifier.verify(r.Context(), r, body)
+	ak, err := h.verifier.verify(ctx, r, body)
 	if err != nil {
 		// The access key ID the request claims, for the log of a
 		// refused request: an ID, never the signature.
@@ -282,8 +305,8 @@ func (h *Handler) serve(r *http.Request, info *Request) (any, error) {
 	if !ok {
 		return nil, errUnsupported(fmt.Sprintf("%s is not supported by this endpoint", truncate(name)))
 	}
-	c := &caller{key: ak, arn: ak.ARN(h.account)}
-	ctx := audit.WithPrincipal(r.Context(), c.arn)
+	c := &caller{key: ak, arn: info.Principal}
+	ctx = audit.WithPrincipal(ctx, c.arn)
 	if !unaudited[name] {
 		return op(h, ctx, c, body)
 	}
@@ -354,26 +377,41 @@ func isAccessDenied(err error) bool {
 	return errors.As(err, &ae) && ae.Type == "AccessDeniedException"
 }
 
-// readBody reads the request body, refusing one larger than limit. It
-// reads incrementally: memory follows the bytes that arrive, not the
-// length a client announces before it has authenticated.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// readBody reads the request body into buf, refusing one larger than
+// limit. It reads incrementally: memory follows the bytes that arrive, not
+// the length a client announces before it has authenticated.
+func readBody(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	if r.ContentLength > limit {
-		return nil, errTooLarge(limit)
+		return buf, errTooLarge(limit)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), initialBodyBuffer)))
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, &apiError{Type: "SerializationException", Message: "cannot read the request body"}
+	// Room for the announced body and the EOF after it, so that a body
+	// that keeps its word is read without growing the buffer.
+	buf = slices.Grow(buf[:0], int(min(max(r.ContentLength, 0), initialBodyBuffer))+1)
+	lr := io.LimitReader(r.Body, limit+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 1)
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return buf, &apiError{Type: "SerializationException", Message: "cannot read the request body"}
+		}
 	}
-	if int64(buf.Len()) > limit {
-		return nil, errTooLarge(limit)
+	if int64(len(buf)) > limit {
+		return buf, errTooLarge(limit)
 	}
-	if r.ContentLength >= 0 && int64(buf.Len()) != r.ContentLength {
-		return nil, &apiError{Type: "SerializationException", Message: "the request body is shorter than its Content-Length"}
+	if r.ContentLength >= 0 && int64(len(buf)) != r.ContentLength {
+		return buf, &apiError{Type: "SerializationException", Message: "the request body is shorter than its Content-Length"}
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
+
+// maxPooledBody is the largest body buffer kept for another request.
+const maxPooledBody = 64 << 10
 
 // initialBodyBuffer is what readBody allocates before bytes arrive.
 const initialBodyBuffer = 4 << 10

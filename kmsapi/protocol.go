@@ -26,13 +26,21 @@ type operation func(h *Handler, ctx context.Context, c *caller, body []byte) (an
 func op[In any](fn func(h *Handler, ctx context.Context, c *caller, in *In) (any, error)) operation {
 	return func(h *Handler, ctx context.Context, c *caller, body []byte) (any, error) {
 		var in In
-		if len(bytes.TrimSpace(body)) > 0 {
+		if len(bytes.TrimSpace(body)) > 0 && !decodeFast(&in, body) {
+			in = *new(In)
 			if err := json.Unmarshal(body, &in); err != nil {
 				return nil, &apiError{Type: "SerializationException", Message: "the request body is not the operation's JSON input: " + truncate(err.Error())}
 			}
 		}
 		return fn(h, ctx, c, &in)
 	}
+}
+
+// decodeFast decodes body into in without reflection where in has a fast
+// decoder and body is in the plain form it takes (fastjson.go).
+func decodeFast(in any, body []byte) bool {
+	fd, ok := in.(fastDecoder)
+	return ok && fd.decodeFast(body)
 }
 
 // operations are the supported operations by name, grouped as the AWS KMS
@@ -79,6 +87,18 @@ type wiper interface{ wipe() }
 
 // writeResponse writes resp as the operation's JSON output.
 func writeResponse(w http.ResponseWriter, resp any) {
+	if a, ok := resp.(jsonAppender); ok {
+		bp := bufPool.Get().(*[]byte)
+		b := a.appendJSON((*bp)[:0])
+		writeJSON(w, http.StatusOK, b)
+		if s, ok := resp.(wiper); ok {
+			s.wipe()
+			clear(b)
+		}
+		*bp = b
+		bufPool.Put(bp)
+		return
+	}
 	if resp == nil {
 		resp = struct{}{}
 	}
@@ -105,8 +125,10 @@ func writeErrorBody(w http.ResponseWriter, ae *apiError) {
 
 func writeJSON(w http.ResponseWriter, status int, b []byte) {
 	hd := w.Header()
-	hd.Set("Content-Type", contentType)
-	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	// Direct assignments of canonical names: Set would canonicalize
+	// them again.
+	hd["Content-Type"] = []string{contentType}
+	hd["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	w.Write(b)
 }

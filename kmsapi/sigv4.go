@@ -81,10 +81,12 @@ func parseAuthorization(s string) (authorization, error) {
 	}
 	var cred, signed, sig string
 	var seen [3]bool
-	for i, part := range strings.Split(strings.TrimLeft(rest, " "), ",") {
-		if i > 0 {
-			part = strings.TrimLeft(part, " ")
-		}
+	rest = strings.TrimLeft(rest, " ")
+	for more := true; more; {
+		// The comma-separated parts, as strings.Split would give them.
+		var part string
+		part, rest, more = strings.Cut(rest, ",")
+		part = strings.TrimLeft(part, " ") // the first has none left
 		name, value, ok := strings.Cut(part, "=")
 		if !ok || value == "" {
 			return a, incomplete("component %q is not name=value", truncate(part))
@@ -124,9 +126,12 @@ func parseAuthorization(s string) (authorization, error) {
 }
 
 func (a *authorization) parseCredential(cred string) error {
-	parts := strings.Split(cred, "/")
-	if len(parts) != 5 {
+	if strings.Count(cred, "/") != 4 {
 		return incomplete("credential must be ACCESS_KEY_ID/DATE/REGION/SERVICE/%s", sigv4Terminator)
+	}
+	var parts [5]string
+	for i := range parts {
+		parts[i], cred, _ = strings.Cut(cred, "/")
 	}
 	for _, p := range parts {
 		if p == "" {
@@ -385,7 +390,12 @@ func appendCanonicalRequest(dst []byte, r *http.Request, a authorization, payloa
 	for _, name := range a.SignedHeaders {
 		dst = append(dst, name...)
 		dst = append(dst, ':')
-		dst = appendHeaderValues(dst, headerValues(r, name))
+		if name == "host" { // without allocating headerValues' slice
+			one := [1]string{requestHost(r)}
+			dst = appendHeaderValues(dst, one[:])
+		} else {
+			dst = appendHeaderValues(dst, headerValues(r, name))
+		}
 		dst = append(dst, '\n')
 	}
 	dst = append(dst, '\n')
@@ -470,10 +480,7 @@ func uriEncode(s string, keepSlash bool) string {
 func headerValues(r *http.Request, name string) []string {
 	switch name {
 	case "host":
-		if r.Host != "" {
-			return []string{r.Host}
-		}
-		return []string{r.URL.Host}
+		return []string{requestHost(r)}
 	case "content-length":
 		if vs := r.Header.Values("Content-Length"); len(vs) > 0 || r.ContentLength < 0 {
 			return vs
@@ -498,6 +505,14 @@ func headerValues(r *http.Request, name string) []string {
 		upper = c == '-'
 	}
 	return r.Header[string(k)]
+}
+
+// requestHost is the Host header as the request carried it.
+func requestHost(r *http.Request) string {
+	if r.Host != "" {
+		return r.Host
+	}
+	return r.URL.Host
 }
 
 // appendHeaderValues appends a header's values as SigV4 canonicalizes

@@ -11,6 +11,7 @@
 // policy with conditions.
 //
 //	cd compat/bench && go run . [-duration 5s] [-warmup 1s] [-cpuprofile kmsring.pprof]
+//	cd compat/bench && go run . -servers kmsring,serve,do-nothing -ops GenerateDataKey
 package main
 
 import (
@@ -50,53 +51,90 @@ func main() {
 	}
 	duration := flag.Duration("duration", 5*time.Second, "measured time of each phase")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each phase")
-	cpuprofile := flag.String("cpuprofile", "", "write kmsring's server CPU profile here")
+	cpuprofile := flag.String("cpuprofile", "", "write kmsring's (in-process) server CPU profile here")
+	servers := flag.String("servers", "local-kms,kmsring,do-nothing", "the servers to drive, in order: local-kms, kmsring (the endpoint in a child process, set up as serve sets it up), serve (the kmsring serve binary built from this checkout; serve=PATH runs the binary PATH, such as one built from another commit), do-nothing")
+	ops := flag.String("ops", "GenerateDataKey,Decrypt", "the operations")
+	clientCounts := flag.String("clients", "1,16", "the numbers of concurrent clients")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "kmsring-bench")
 	check(err)
 	defer os.RemoveAll(dir)
 
-	lk := startLocalKMS(dir)
-	defer lk.stop()
-	ks := startKMSRing(dir, *cpuprofile)
-	defer ks.stop()
-	noop := startChild("do-nothing", nil, "serve-noop")
-	defer noop.stop()
+	var children []*child
+	for _, name := range strings.Split(*servers, ",") {
+		var c *child
+		name, bin, _ := strings.Cut(name, "=")
+		switch name {
+		case "local-kms":
+			c = startLocalKMS(dir)
+		case "kmsring":
+			c = startKMSRing(dir, *cpuprofile)
+		case "serve":
+			c = startServe(dir, bin)
+		case "do-nothing":
+			c = startChild("do-nothing", nil, "serve-noop")
+		default:
+			log.Fatalf("unknown server %q", name)
+		}
+		defer c.stop()
+		children = append(children, c)
+	}
+	var counts []int
+	for _, s := range strings.Split(*clientCounts, ",") {
+		n, err := strconv.Atoi(s)
+		check(err)
+		counts = append(counts, n)
+	}
 
-	fmt.Printf("CPU: %s, %d cores; Go %s; %s per phase after %s of warm-up\n\n", cpuModel(), numCPU(), goVersion(), *duration, *warmup)
+	fmt.Printf("CPU: %s, %d cores; Go %s; %s per phase after %s of warm-up; load average %s\n\n", cpuModel(), numCPU(), goVersion(), *duration, *warmup, loadAverage())
 	fmt.Println("| server | operation | clients | calls/s | p50 | p99 | server CPU s | calls per server-CPU s |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
 	type key struct {
 		op      string
 		clients int
+		server  string
 	}
-	perCPU := map[key][2]float64{}
-	p50s := map[key][2]time.Duration{}
-	for _, op := range []string{"GenerateDataKey", "Decrypt"} {
-		for _, clients := range []int{1, 16} {
-			for i, s := range []*child{lk, ks, noop} {
+	perCPU := map[key]float64{}
+	p50s := map[key]time.Duration{}
+	for _, op := range strings.Split(*ops, ",") {
+		for _, clients := range counts {
+			for _, s := range children {
 				r := s.run(op, clients, *warmup, *duration)
 				fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %.2f | %.0f |\n", s.name, op, clients, r.rate(), r.p(50), r.p(99), r.cpu.Seconds(), r.perCPU())
-				if i == 2 {
-					continue
-				}
-				v := perCPU[key{op, clients}]
-				v[i] = r.perCPU()
-				perCPU[key{op, clients}] = v
-				p := p50s[key{op, clients}]
-				p[i] = r.p(50)
-				p50s[key{op, clients}] = p
+				perCPU[key{op, clients, s.name}] = r.perCPU()
+				p50s[key{op, clients, s.name}] = r.p(50)
 			}
 		}
 	}
-	fmt.Println("\nkmsring / local-kms:")
-	for _, op := range []string{"GenerateDataKey", "Decrypt"} {
-		for _, clients := range []int{1, 16} {
-			v, p := perCPU[key{op, clients}], p50s[key{op, clients}]
-			fmt.Printf("  %s, %2d clients: %.2fx calls per server-CPU second; p50 %s vs %s\n", op, clients, v[1]/v[0], p[1], p[0])
+	// Each kmsring server against local-kms and against the do-nothing
+	// server, where those ran.
+	for _, base := range []string{"local-kms", "do-nothing"} {
+		for _, s := range children {
+			if s.name == base || s.name == "local-kms" || s.name == "do-nothing" {
+				continue
+			}
+			for _, op := range strings.Split(*ops, ",") {
+				for _, clients := range counts {
+					b, ok := perCPU[key{op, clients, base}]
+					if !ok {
+						continue
+					}
+					v := perCPU[key{op, clients, s.name}]
+					fmt.Printf("%s / %s: %s, %2d clients: %.2fx calls per server-CPU second; p50 %s vs %s\n", s.name, base, op, clients,
+						v/b, p50s[key{op, clients, s.name}], p50s[key{op, clients, base}])
+				}
+			}
 		}
 	}
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	check(err)
+	f := strings.Fields(string(b))
+	return strings.Join(f[:3], " ")
 }
 
 // child is a server process and a client for it.
