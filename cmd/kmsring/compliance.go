@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -126,9 +127,9 @@ written, and exit status 1.`,
 		opts := []compliance.Option{compliance.WithMaxCryptoperiod(time.Duration(maxDays) * compliance.Day),
 			compliance.WithPeriod(start, end), compliance.WithARN(a.region, a.account)}
 		if previous != "" {
-			b, err := os.ReadFile(previous)
+			b, err := readReportFile(previous)
 			if err != nil {
-				return err
+				return fmt.Errorf("--previous-report: %w", err)
 			}
 			prev, err := compliance.ReadJSON(bytes.NewReader(b))
 			if err != nil {
@@ -288,6 +289,40 @@ files are never overwritten.`,
 	return c
 }
 
+// maxReportFile bounds a report file read back (compliance.ReadJSON's
+// bound too).
+const maxReportFile = 1 << 30
+
+// readReportFile reads a report an auditor was handed: a regular file of
+// at most maxReportFile bytes. A device or a named pipe (a symlink to
+// /dev/zero, say) is refused before it is opened, and checked again once
+// open: reading one would never end, or block.
+func readReportFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxReportFile+1))
+	if err == nil && len(b) > maxReportFile {
+		err = fmt.Errorf("%s is larger than %d bytes", path, maxReportFile)
+	}
+	return b, err
+}
+
 // writeNewFile creates path with perm, failing if it exists, and syncs it.
 func writeNewFile(path string, b []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
@@ -331,7 +366,7 @@ signing, or the key is another). Needs neither the store nor the root key.`,
 		if err != nil {
 			return err
 		}
-		report, err := os.ReadFile(args[0])
+		report, err := readReportFile(args[0])
 		if err != nil {
 			return err
 		}
