@@ -127,7 +127,7 @@ written, and exit status 1.`,
 		opts := []compliance.Option{compliance.WithMaxCryptoperiod(time.Duration(maxDays) * compliance.Day),
 			compliance.WithPeriod(start, end), compliance.WithARN(a.region, a.account)}
 		if previous != "" {
-			b, err := readReportFile(previous)
+			b, err := readReportFile(previous, maxReportFile)
 			if err != nil {
 				return fmt.Errorf("--previous-report: %w", err)
 			}
@@ -290,14 +290,17 @@ files are never overwritten.`,
 }
 
 // maxReportFile bounds a report file read back (compliance.ReadJSON's
-// bound too).
-const maxReportFile = 1 << 30
+// bound too), and maxSignatureFile its signature file.
+const (
+	maxReportFile    = 1 << 30
+	maxSignatureFile = 4 << 10
+)
 
-// readReportFile reads a report an auditor was handed: a regular file of
-// at most maxReportFile bytes. A device or a named pipe (a symlink to
-// /dev/zero, say) is refused before it is opened, and checked again once
-// open: reading one would never end, or block.
-func readReportFile(path string) ([]byte, error) {
+// readReportFile reads a report (or its signature) an auditor was handed:
+// a regular file of at most limit bytes. A device or a named pipe (a
+// symlink to /dev/zero, say) is refused before it is opened, and checked
+// again once open: reading one would never end, or block.
+func readReportFile(path string, limit int) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -316,9 +319,9 @@ func readReportFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxReportFile+1))
-	if err == nil && len(b) > maxReportFile {
-		err = fmt.Errorf("%s is larger than %d bytes", path, maxReportFile)
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err == nil && len(b) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
 	return b, err
 }
@@ -366,11 +369,11 @@ signing, or the key is another). Needs neither the store nor the root key.`,
 		if err != nil {
 			return err
 		}
-		report, err := readReportFile(args[0])
+		report, err := readReportFile(args[0], maxReportFile)
 		if err != nil {
 			return err
 		}
-		sig, err := readFileArg(args[0] + ".sig")
+		sig, err := readReportFile(args[0]+".sig", maxSignatureFile)
 		if err != nil {
 			return fmt.Errorf("no signature: %w", err)
 		}
