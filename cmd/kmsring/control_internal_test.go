@@ -3,7 +3,9 @@
 package main
 
 import (
+	"log/slog"
 	"net"
+	"net/rpc"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,4 +52,29 @@ func TestAttackControlSocketPlantedByAnotherUser(t *testing.T) {
 	}
 	require.Error(t, err, "a socket whose listener is another user's is refused")
 	assert.Contains(t, err.Error(), "not the store owner's")
+}
+
+// TestAttackControlSocketOtherUserConnects: serve answers only the store
+// owner's user ID; a connection from another user is closed unanswered.
+func TestAttackControlSocketOtherUserConnects(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "ctl")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	storePath := filepath.Join(dir, "s.db")
+	own := controlOwnerUID
+	controlOwnerUID = func() int { return os.Getuid() + 1 }
+	defer func() { controlOwnerUID = own }()
+	stop, err := listenControl(storePath, &ControlService{changed: func(string) {}}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer stop()
+	fi, err := os.Lstat(storePath + controlSuffix)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "the socket file is the owner's only")
+
+	c, err := net.Dial("unix", storePath+controlSuffix)
+	require.NoError(t, err)
+	defer c.Close()
+	rs := &remoteStore{c: rpc.NewClient(c)}
+	_, err = rs.List(t.Context())
+	require.Error(t, err, "the connection is closed before any call is answered")
 }
