@@ -480,3 +480,21 @@ func TestWalkWithoutContexts(t *testing.T) {
 	full[0].EncryptionContext = nil
 	assert.Equal(t, full, lean, "every other field is the same")
 }
+
+// TestAttackLookupArchiveSegmentBomb: lookup does not verify, but a
+// segment must not make it read more lines than the digest counts. A
+// 61 KB gzip segment of 20 million short lines kept LookupArchive busy for
+// 18 s (AMD EPYC, shared); each line past the digest's count is refused.
+func TestAttackLookupArchiveSegmentBomb(t *testing.T) {
+	st, dir := tamperedArchive(t)
+	p := filepath.Join(dir, seg1+".jsonl.gz")
+	lines := readGz(t, p)
+	for range 1000 {
+		lines = append(lines, "{}\n")
+	}
+	writeGz(t, p, lines)
+	_, _, err := audit.LookupArchive(t.Context(), st, dir, audit.Query{KeyID: "key-none", Limit: 5})
+	require.Error(t, err, "a segment holding more lines than its digest counts")
+	assert.Contains(t, err.Error(), seg1+".jsonl.gz")
+	assert.Contains(t, err.Error(), "more records than its digest")
+}

@@ -52,13 +52,18 @@ func lookupSegment(dir string, d Digest, q Query, limit int) ([]Record, error) {
 	}
 	defer sr.Close()
 	var out []Record
-	for len(out) < limit {
+	// Lines past the digest's count are refused unread, so that a small
+	// segment of many short lines cannot keep a lookup busy.
+	for n := uint64(0); len(out) < limit; n++ {
 		line, err := sr.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("audit: lookup: segment %s: %w", d.Segment, err)
+		}
+		if n == d.Count {
+			return nil, fmt.Errorf("audit: lookup: segment %s holds more records than its digest says: it was changed", d.Segment)
 		}
 		var r Record
 		if err := json.Unmarshal(line, &r); err != nil {

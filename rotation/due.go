@@ -39,7 +39,13 @@ const duePage = 500
 func (s *Scheduler) handleDue(ctx context.Context, p *pass) {
 	now := s.clock.Now()
 	seen := make(map[string]bool)
-	var after store.DueEntry
+	// A pass goes on where the one before stopped, so that more entries
+	// than one pass reads (entries that fail every time, say) cannot keep
+	// the ones after them from ever being read.
+	s.mu.Lock()
+	after := s.dueResume
+	s.dueResume = store.DueEntry{}
+	s.mu.Unlock()
 	for n := 0; n < MaxDuePerPass; {
 		es, err := s.set.Due(ctx, now, after, min(duePage, MaxDuePerPass-n))
 		if err != nil {
@@ -69,6 +75,9 @@ func (s *Scheduler) handleDue(ctx context.Context, p *pass) {
 		n += len(es)
 	}
 	p.more = true
+	s.mu.Lock()
+	s.dueResume = after
+	s.mu.Unlock()
 }
 
 // handleEntry handles one due index entry.

@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -208,4 +209,58 @@ func TestWithSetStuckIndexEnds(t *testing.T) {
 	_, err = s.RunOnce(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "out of order")
+}
+
+// floodIndex is a store whose due index also lists flood: entries, due
+// early, naming keys the store does not hold (what someone who can write
+// the store can add).
+type floodIndex struct {
+	*memstore.Store
+	flood []store.DueEntry // sorted
+}
+
+func (s *floodIndex) ListDue(ctx context.Context, through time.Time, after store.DueEntry, limit int) ([]store.DueEntry, error) {
+	es, err := s.Store.ListDue(ctx, through, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range s.flood {
+		if (after == (store.DueEntry{}) || after.Less(e)) && !e.Due.After(through) {
+			es = append(es, e)
+		}
+	}
+	slices.SortFunc(es, func(a, b store.DueEntry) int {
+		if a.Less(b) {
+			return -1
+		}
+		return 1
+	})
+	return es[:min(limit, len(es))], nil
+}
+
+// TestAttackDueIndexFloodStarvesRealKeys: more unresolvable due entries
+// than one pass reads (MaxDuePerPass), due before a real key, must not
+// keep the real key from rotating: each pass began again at the start of
+// the index, read the same flood, said "more" and came back at once, so
+// the scheduler spun and the real key never rotated.
+func TestAttackDueIndexFloodStarvesRealKeys(t *testing.T) {
+	ctx := t.Context()
+	clk := clockwork.NewFakeClockAt(epoch)
+	st := &floodIndex{Store: memstore.New()}
+	real := makeKeys(t, st, clk, 1, keyring.WithRotationPeriod(time.Hour))[0]
+	for i := range rotation.MaxDuePerPass + 10 {
+		st.flood = append(st.flood, store.DueEntry{KeyID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Due: epoch})
+	}
+	set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk))
+	require.NoError(t, err)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set))
+	clk.Advance(time.Hour)
+	var rotated []rotation.Event
+	for range 3 {
+		events, err := s.RunOnce(ctx)
+		require.ErrorIs(t, err, keyring.ErrKeyNotFound, "the flood's entries are reported")
+		rotated = append(rotated, events...)
+	}
+	require.Len(t, rotated, 1, "the real key rotated, once, within a few passes")
+	assert.Equal(t, real.ID(), rotated[0].KeyID)
 }

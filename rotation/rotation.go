@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/kmsring/kmsring/keyring"
+	"github.com/kmsring/kmsring/store"
 )
 
 // Event records one rotation.
@@ -125,6 +126,10 @@ type Scheduler struct {
 	// set, if any, is a set made by keyring.OpenSet whose store's due
 	// index tells the scheduler which keys to look at (WithSet).
 	set *keyring.Set
+	// dueResume is where the next pass reads the due index from: the
+	// entry a pass stopped at when it read MaxDuePerPass entries, so that
+	// the following pass goes on from there (zero: from the start).
+	dueResume store.DueEntry
 }
 
 // minRetry is the first retry delay after a failed pass.

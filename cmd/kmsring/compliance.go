@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -126,9 +127,9 @@ written, and exit status 1.`,
 		opts := []compliance.Option{compliance.WithMaxCryptoperiod(time.Duration(maxDays) * compliance.Day),
 			compliance.WithPeriod(start, end), compliance.WithARN(a.region, a.account)}
 		if previous != "" {
-			b, err := os.ReadFile(previous)
+			b, err := readReportFile(previous, maxReportFile)
 			if err != nil {
-				return err
+				return fmt.Errorf("--previous-report: %w", err)
 			}
 			prev, err := compliance.ReadJSON(bytes.NewReader(b))
 			if err != nil {
@@ -288,6 +289,43 @@ files are never overwritten.`,
 	return c
 }
 
+// maxReportFile bounds a report file read back (compliance.ReadJSON's
+// bound too), and maxSignatureFile its signature file.
+const (
+	maxReportFile    = 1 << 30
+	maxSignatureFile = 4 << 10
+)
+
+// readReportFile reads a report (or its signature) an auditor was handed:
+// a regular file of at most limit bytes. A device or a named pipe (a
+// symlink to /dev/zero, say) is refused before it is opened, and checked
+// again once open: reading one would never end, or block.
+func readReportFile(path string, limit int) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err == nil && len(b) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, err
+}
+
 // writeNewFile creates path with perm, failing if it exists, and syncs it.
 func writeNewFile(path string, b []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
@@ -331,11 +369,11 @@ signing, or the key is another). Needs neither the store nor the root key.`,
 		if err != nil {
 			return err
 		}
-		report, err := os.ReadFile(args[0])
+		report, err := readReportFile(args[0], maxReportFile)
 		if err != nil {
 			return err
 		}
-		sig, err := readFileArg(args[0] + ".sig")
+		sig, err := readReportFile(args[0]+".sig", maxSignatureFile)
 		if err != nil {
 			return fmt.Errorf("no signature: %w", err)
 		}

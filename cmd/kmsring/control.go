@@ -280,11 +280,18 @@ var (
 )
 
 // dialControl connects to the serve holding the embedded store at
-// storePath, if there is one.
+// storePath, if there is one. The listening process must be this user's
+// (on Linux), as serve demands of the command: a socket another user
+// planted beside the store would otherwise receive the command's writes
+// and answer its reads.
 func dialControl(storePath string) (*remoteStore, error) {
 	conn, err := net.DialTimeout("unix", storePath+controlSuffix, controlDialTimeout)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkPeer(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("control socket %s: %w", storePath+controlSuffix, err)
 	}
 	return &remoteStore{c: rpc.NewClient(conn)}, nil
 }

@@ -7,8 +7,9 @@ import (
 	"syscall"
 )
 
-// checkPeer accepts a control socket connection only from a process of
-// this process's user (SO_PEERCRED), whatever the socket file's mode.
+// checkPeer accepts a control socket connection only with a process of
+// this process's user at the other end (SO_PEERCRED), whatever the socket
+// file's mode: serve checks the command, the command checks serve.
 func checkPeer(c net.Conn) error {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -28,10 +29,14 @@ func checkPeer(c net.Conn) error {
 	if cerr != nil {
 		return cerr
 	}
-	if int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("peer user ID %d is not the store owner's %d", cred.Uid, os.Getuid())
+	if want := controlOwnerUID(); int(cred.Uid) != want {
+		return fmt.Errorf("peer user ID %d is not the store owner's %d", cred.Uid, want)
 	}
 	return nil
 }
+
+// controlOwnerUID is the user ID both ends of the control socket must
+// have (a variable so that a test can play another user).
+var controlOwnerUID = os.Getuid
 
 func umask(m int) int { return syscall.Umask(m) }
