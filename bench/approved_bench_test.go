@@ -24,9 +24,11 @@ import (
 // so that both see the same load; cpu-ns/op (the process's CPU time) is
 // steadier than wall time on a shared machine. The approved keyring is made
 // with keyring.WithApprovedAlgorithms, which writes what FIPS mode writes.
-// (In a GOFIPS140 build both rows are the approved suite.)
+// (In a GOFIPS140 build both rows are the approved suite.) For rounds,
+// run the binary several times rather than with -count, which repeats
+// each sub-benchmark in a row (bench/README.md).
 //
-//	go test ./bench -run '^$' -bench BenchmarkApproved -cpu 1 -benchtime 2000x -count 5 -benchmem
+//	go test ./bench -run '^$' -bench 'BenchmarkApproved$' -cpu 1 -benchtime 0.3s -benchmem
 func BenchmarkApproved(b *testing.B) {
 	ctx := context.Background()
 	suites := []struct {
