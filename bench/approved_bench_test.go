@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -8,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/kmsring/kmsring/envelope"
@@ -19,7 +21,8 @@ import (
 
 // BenchmarkApproved measures the FIPS 140-3 approved suites (issue 19)
 // beside the default ones, in one run, so that they compare as ratios:
-// Seal and Open at 1 KiB and 1 MiB, GenerateDataKey and Decrypt. Each
+// Seal and Open at 1 KiB and 1 MiB, a 4 MiB stream read, GenerateDataKey
+// and Decrypt. Each
 // operation runs for the default suite and at once for the approved one,
 // so that both see the same load; cpu-ns/op (the process's CPU time) is
 // steadier than wall time on a shared machine. The approved keyring is made
@@ -66,6 +69,31 @@ func BenchmarkApproved(b *testing.B) {
 				}
 			})
 		}
+	}
+	// Streams: 4 MiB through NewReader (64 segments), read into a reused
+	// buffer.
+	const streamSize = 4 << 20
+	buf := make([]byte, 64<<10)
+	for _, s := range suites {
+		var sealed bytes.Buffer
+		w, err := envelope.NewWriter(ctx, s.k, &sealed)
+		require.NoError(b, err)
+		_, err = w.Write(make([]byte, streamSize))
+		require.NoError(b, err)
+		require.NoError(b, w.Close())
+		b.Run("StreamRead/4MiB/"+s.name, func(b *testing.B) {
+			b.SetBytes(streamSize)
+			defer cpuPerOp(b)()
+			for b.Loop() {
+				r, err := envelope.NewReader(ctx, s.k, bytes.NewReader(sealed.Bytes()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(io.Discard, r, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 	for _, s := range suites {
 		b.Run("GenerateDataKey/"+s.name, func(b *testing.B) {
