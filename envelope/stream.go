@@ -109,7 +109,9 @@ func (sw *writer) Close() error {
 // before any of its plaintext is returned; a tampered or truncated stream
 // ends in an error (keyring.ErrDecrypt, which ErrTruncated also matches, or
 // keyring.ErrMalformed), never in io.EOF, so a caller who reads to io.EOF
-// has read the whole authentic plaintext. Memory use is one segment. The
+// has read the whole authentic plaintext. Memory use is one segment, and
+// a second for the approved suite (its segments open beside the sealed
+// bytes, not in place) and for a stream that ends at a segment boundary. The
 // Reader implements io.WriterTo, which io.Copy uses to save a copy.
 func NewReader(ctx context.Context, k Opener, r io.Reader, opts ...Option) (io.Reader, error) {
 	c := newConfig(opts)
