@@ -158,7 +158,11 @@ func deriveApproved(prefix, keyID, salt, dek, context []byte) (payloadKey, commi
 	info = append(info, keyID...)
 	info = append(info, salt...)
 	info = append(info, context...)
-	okm, err := hkdf.Expand(sha512.New, dek, string(info), 64)
+	// The info is passed without a copy (Expand reads it during the call
+	// and keeps no reference; info is not changed meanwhile): converting
+	// it to a string would allocate, as it is longer than the compiler's
+	// stack buffer for conversions.
+	okm, err := hkdf.Expand(sha512.New, dek, unsafe.String(unsafe.SliceData(info), len(info)), 64)
 	if err != nil {
 		return payloadKey, commitment, err
 	}
@@ -173,6 +177,7 @@ type segmentAEAD struct {
 	aead     cipher.AEAD
 	approved bool
 	nonce    *[12]byte // default suites: the nonce of segments past the first
+	ad       *[9]byte  // approved suite: the associated data of segments past the first
 }
 
 // newPayloadAEAD returns the suite's payload AEAD under the payload key.
@@ -215,8 +220,7 @@ func newPayloadAEAD(suite byte, key *[32]byte) (segmentAEAD, error) {
 // segment's index and final flag are its associated data.
 func (s *segmentAEAD) seal(dst []byte, i uint64, last bool, pt []byte) []byte {
 	if s.approved {
-		ad := approvedSegmentAD(i, last)
-		return s.aead.Seal(dst, nil, pt, ad[:])
+		return s.aead.Seal(dst, nil, pt, approvedSegmentAD(&s.ad, i, last))
 	}
 	return s.aead.Seal(dst, segmentNonce(&s.nonce, i, last), pt, nil)
 }
@@ -227,27 +231,46 @@ func (s *segmentAEAD) open(dst []byte, i uint64, last bool, sealed []byte) ([]by
 		if i >= maxApprovedSegments {
 			return nil, errTooManySegments
 		}
-		ad := approvedSegmentAD(i, last)
-		return s.aead.Open(dst, nil, sealed, ad[:])
+		return s.aead.Open(dst, nil, sealed, approvedSegmentAD(&s.ad, i, last))
 	}
 	return s.aead.Open(dst, segmentNonce(&s.nonce, i, last), sealed, nil)
 }
 
 var errTooManySegments = errors.New("envelope: more than 2^32 segments in an approved envelope")
 
-// approvedSegmentAD is the associated data of segment i of an approved
-// envelope: i as a 64-bit big-endian integer and 1 for the last segment, 0
-// otherwise. The payload key is the message's own, so a segment moved,
-// dropped, reordered or falsely marked last fails to authenticate, as in
-// the default suites' nonces.
-func approvedSegmentAD(i uint64, last bool) [9]byte {
-	var ad [9]byte
-	binary.BigEndian.PutUint64(ad[:8], i)
-	if last {
-		ad[8] = 1
+// approvedSegmentAD returns the associated data of segment i of an
+// approved envelope: i as a 64-bit big-endian integer and 1 for the last
+// segment, 0 otherwise. The payload key is the message's own, so a segment
+// moved, dropped, reordered or falsely marked last fails to authenticate,
+// as in the default suites' nonces. As with segmentNonce, the first
+// segment's is static and read-only (an AEAD does not write its associated
+// data), and the others are written into *buf, allocated on first use: a
+// one-segment message allocates none (the slice handed to the AEAD
+// interface would escape).
+func approvedSegmentAD(buf **[9]byte, i uint64, last bool) []byte {
+	if i == 0 {
+		if last {
+			return onlyAD[:]
+		}
+		return firstAD[:]
 	}
-	return ad
+	if *buf == nil {
+		*buf = new([9]byte)
+	}
+	binary.BigEndian.PutUint64((*buf)[:8], i)
+	(*buf)[8] = 0
+	if last {
+		(*buf)[8] = 1
+	}
+	return (*buf)[:]
 }
+
+// The associated data of an approved envelope's first segment, as the only
+// (last) one and as the first of several.
+var (
+	onlyAD  = [9]byte{8: 1}
+	firstAD = [9]byte{}
+)
 
 // The nonces of the first segment, as the only (last) one and as the first
 // of several, never change: read-only, they cost no allocation.

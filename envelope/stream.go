@@ -109,7 +109,9 @@ func (sw *writer) Close() error {
 // before any of its plaintext is returned; a tampered or truncated stream
 // ends in an error (keyring.ErrDecrypt, which ErrTruncated also matches, or
 // keyring.ErrMalformed), never in io.EOF, so a caller who reads to io.EOF
-// has read the whole authentic plaintext. Memory use is one segment. The
+// has read the whole authentic plaintext. Memory use is one segment, and
+// a second for the approved suite (its segments open beside the sealed
+// bytes, not in place) and for a stream that ends at a segment boundary. The
 // Reader implements io.WriterTo, which io.Copy uses to save a copy.
 func NewReader(ctx context.Context, k Opener, r io.Reader, opts ...Option) (io.Reader, error) {
 	c := newConfig(opts)
@@ -132,7 +134,7 @@ type reader struct {
 	suite byte
 	aead  segmentAEAD
 	buf   []byte // one sealed segment plus one byte of lookahead
-	spare []byte // a final full segment opens here, not in place
+	spare []byte // a final full segment (every approved segment) opens here, not in place
 	look  int    // the lookahead byte, or -1 if none is held
 	plain []byte // decrypted, unread plaintext (aliases buf or spare)
 	n     uint64 // index of the next segment
@@ -211,11 +213,14 @@ func (sr *reader) next() error {
 	}
 	seg := sr.buf[:min(n, sss)]
 	out := seg[:0]
-	if sr.done && n == sss {
+	if sr.aead.approved || sr.done && n == sss {
 		// A stream that ends at a segment boundary may have been cut
 		// there: if the segment fails as the last one, it is tried as
 		// another, so it must not be opened in place (a failed open
-		// clears its output).
+		// clears its output). An approved segment is never opened in
+		// place: its nonce comes first, so in place the module would
+		// first move the whole ciphertext back over it (and allocate a
+		// copy of the nonce), for every segment.
 		if sr.spare == nil {
 			sr.spare = make([]byte, segmentSize)
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
+	"unsafe"
 
 	"github.com/kmsring/kmsring/internal/fipsmode"
 	"github.com/kmsring/kmsring/internal/format"
@@ -93,7 +94,7 @@ func approvedBlobAEAD(prk, salt []byte) (cipher.AEAD, error) {
 	var info [len(approvedBlobInfo) + format.BlobSaltSize]byte
 	copy(info[:], approvedBlobInfo)
 	copy(info[len(approvedBlobInfo):], salt)
-	key, err := hkdf.Expand(sha256.New, prk, string(info[:]), 32)
+	key, err := hkdf.Expand(sha256.New, prk, bytesAsString(info[:]), 32)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +105,15 @@ func approvedBlobAEAD(prk, salt []byte) (cipher.AEAD, error) {
 	}
 	return cipher.NewGCMWithRandomNonce(b)
 }
+
+// bytesAsString returns b as a string without copying it, for the info of
+// crypto/hkdf.Expand, which takes a string: converting would allocate a
+// copy of every info (the info of a blob is 62 bytes, beyond the
+// compiler's stack buffer for conversions). Expand only reads the info
+// during the call (it writes it into the HMAC) and keeps no reference, and
+// b is not changed while the call runs, so the string stays immutable for
+// as long as it exists.
+func bytesAsString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // materialAD is the associated data under which the root key wraps a
 // version's material: it binds the material to its key ID and version
