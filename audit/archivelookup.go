@@ -52,7 +52,7 @@ func lookupSegment(dir string, d Digest, q Query, limit int) ([]Record, error) {
 	}
 	defer sr.Close()
 	var out []Record
-	for len(out) < limit {
+	for seq := d.FirstSeq; len(out) < limit; seq++ {
 		line, err := sr.next()
 		if err == io.EOF {
 			break
@@ -63,6 +63,9 @@ func lookupSegment(dir string, d Digest, q Query, limit int) ([]Record, error) {
 		var r Record
 		if err := json.Unmarshal(line, &r); err != nil {
 			return nil, fmt.Errorf("audit: lookup: segment %s: a record does not parse", d.Segment)
+		}
+		if r.Chain != "" {
+			r.Seq = seq // a partitioned log's records carry their number by place only
 		}
 		if r.Seq > q.After && q.match(r) {
 			out = append(out, r)

@@ -607,28 +607,35 @@ func decodeAudit(k, v []byte) (store.AuditEntry, error) {
 // AppendAudit implements [store.AuditLog].
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
 	return s.do(ctx, true, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
 		var last uint64
-		if k, _ := b.Cursor().Last(); k != nil {
+		if k, _ := tx.Bucket(bucketAudit).Cursor().Last(); k != nil {
 			last = binary.BigEndian.Uint64(k)
 		}
 		for i, e := range entries {
 			if want := last + uint64(i) + 1; e.Seq != want {
 				return fmt.Errorf("boltstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
 			}
-			v, err := json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
-			if err != nil {
-				return err
-			}
-			// Sequence numbers only grow: fill pages rather than split
-			// them in half.
-			b.FillPercent = 1
-			if err := b.Put(seqKey(e.Seq), v); err != nil {
-				return err
-			}
 		}
-		return nil
+		return putAudit(tx, last+1, entries)
 	})
+}
+
+// putAudit stores entries numbered from first.
+func putAudit(tx *bolt.Tx, first uint64, entries []store.AuditEntry) error {
+	b := tx.Bucket(bucketAudit)
+	// Sequence numbers only grow: fill pages rather than split them in
+	// half.
+	b.FillPercent = 1
+	for i, e := range entries {
+		v, err := json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(first+uint64(i)), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LastAudit implements [store.AuditLog].
