@@ -118,9 +118,9 @@ type Logger struct {
 	chain     string
 	chainN    uint64
 	chainHead string
-	lastErr  error
-	lost     int
-	closeErr error
+	lastErr   error
+	lost      int
+	closeErr  error
 }
 
 type item struct {

@@ -11,7 +11,8 @@ import "context"
 type AuditSequencer interface {
 	// AppendAuditNext stores entries after the last stored entry,
 	// numbering them on from it without gaps (their Seq fields are
-	// ignored), and returns the number given to the first. It is atomic,
+	// ignored), and returns the number given to the first (0 when
+	// entries is empty: nothing is stored). It is atomic,
 	// and concurrent calls (and AppendAudit) never interleave their
 	// entries or fail with ErrConflict because of each other.
 	AppendAuditNext(ctx context.Context, entries []AuditEntry) (first uint64, err error)

@@ -74,7 +74,9 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 		}
 		return out
 	}
-	var ak struct{ AccessKey struct{ AccessKeyId, SecretAccessKey string } }
+	var ak struct {
+		AccessKey struct{ AccessKeyId, SecretAccessKey string }
+	}
 	check(json.Unmarshal(run("create-access-key", "--principal", "bench", "--admin"), &ak))
 	var key struct{ KeyMetadata struct{ KeyId string } }
 	check(json.Unmarshal(run("create-key"), &key))

@@ -14,6 +14,9 @@ func (s *Store) AppendAuditNext(ctx context.Context, entries []store.AuditEntry)
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	first := s.lastSeq() + 1
