@@ -20,6 +20,17 @@
 // leaves a shorter valid chain: keep the head hash Verify returns somewhere
 // else (a ticket, another system's log) to detect that too.
 //
+// On a store that numbers appends itself (store.AuditSequencer: boltstore,
+// pgstore and memstore), the log is partitioned: each Logger appends to a
+// chain of its own (Record.Chain, a random name; Record.ChainSeq, its
+// place), so replicas appending at once never conflict over one head.
+// Verify follows every chain through the log and names a record deleted
+// from its chain, moved within it or into another, copied or changed;
+// the store's numbers only order the log (a record's time is its own).
+// A log of one chain, as older releases wrote it, verifies as before and
+// may go on partitioned. Each chain's end is as exposed as the one
+// chain's was: keep Verification.Chains' heads elsewhere to detect a cut.
+//
 // # Failure and slowness
 //
 // By default the Logger never slows or fails an operation: records are
