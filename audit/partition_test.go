@@ -193,3 +193,21 @@ func mustUnmarshal(t *testing.T, data []byte, r *audit.Record) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(data, r))
 }
+
+// TestSingleChainWriterAfterPartitioned: a writer of an older release
+// (one chain: it links to the log's last record) appending to a
+// partitioned log keeps it verifiable.
+func TestSingleChainWriterAfterPartitioned(t *testing.T) {
+	ctx := t.Context()
+	st, vopts := partitionedLog(t, true)
+	old := audit.New(audit.WithStore(singleChain{st.Store}), audit.WithMAC(chainKey))
+	require.NoError(t, old.Audit(ctx, keyring.AuditEvent{Time: epoch.Add(time.Hour), Operation: keyring.OpDecrypt, KeyID: "key-16", Version: 1}))
+	require.NoError(t, old.Close())
+	require.NoError(t, st.snapshot(ctx))
+	v, err := audit.Verify(ctx, st, vopts...)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(16), v.Records)
+	var r audit.Record
+	mustUnmarshal(t, st.entries[15].Data, &r)
+	assert.Equal(t, []any{uint64(16), ""}, []any{r.Seq, r.Chain}, "a single-chain record")
+}
