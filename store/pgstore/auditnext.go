@@ -9,13 +9,18 @@ import (
 
 var _ store.AuditSequencer = (*Store)(nil)
 
-// lockAudit makes the transaction the only one appending to the audit log
-// until it ends: appends queue on the lock instead of colliding on the
-// next sequence number and rolling back. Readers are not blocked.
-const lockAudit = `LOCK TABLE kmsring_audit IN SHARE ROW EXCLUSIVE MODE`
+// lockAudit makes the transaction the only one of this release appending
+// to the schema's audit log until it ends: appends queue on the lock
+// instead of colliding on the next sequence number and rolling back. It
+// is an advisory lock (one per schema), not a table lock, so a role that
+// may only insert into the audit table (an append-only grant) can take
+// it, and readers and pruning are not blocked. An older release's
+// writer, which does not take it, can still collide with an append:
+// that transaction then rolls back as before.
+const lockAudit = `SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '.kmsring_audit', 0))`
 
 // AppendAuditNext implements [store.AuditSequencer]: in one transaction,
-// it takes the audit table's append lock, reads the last sequence number
+// it takes the audit log's append lock, reads the last sequence number
 // and copies the entries in after it. Replicas appending at once wait on
 // the lock for a moment; none rolls back.
 func (s *Store) AppendAuditNext(ctx context.Context, entries []store.AuditEntry) (first uint64, err error) {

@@ -589,7 +589,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 }
 
 // AppendAudit implements [store.AuditLog]. Appends take the audit
-// table's append lock (see AppendAuditNext), so a writer whose numbers
+// log's append lock (see AppendAuditNext), so a writer whose numbers
 // another process took first gets store.ErrConflict without a failed
 // insert.
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
