@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // replicas measures `kmsring serve` replicas sharing one PostgreSQL
@@ -42,7 +43,12 @@ func replicas(args []string) {
 	n := fs.Int("replicas", 3, "replicas in the second phase")
 	clients := fs.Int("clients", 12, "clients in each phase, spread over the replicas")
 	duration := fs.Duration("duration", 10*time.Second, "measured time of each phase")
+	bolt := fs.Bool("bolt", false, "instead: one replica on the embedded store, and the audit bucket's bytes per GenerateDataKey record")
 	check(fs.Parse(args))
+	if *bolt && *bin != "" {
+		boltBytes(*bin, *clients, *duration)
+		return
+	}
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "replicas: -kmsring is required")
 		os.Exit(2)
@@ -166,4 +172,62 @@ func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	check(err)
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// boltBytes runs one replica on a bbolt store, drives GenerateDataKey
+// for d, and reports what the audit bucket's pages hold per record: the
+// bytes in use and the bytes allocated (bbolt's own page statistics, so
+// the file's growth in steps does not blur it).
+func boltBytes(bin string, clients int, d time.Duration) {
+	dir, err := os.MkdirTemp("", "kmsring-boltbytes")
+	check(err)
+	defer os.RemoveAll(dir)
+	db := filepath.Join(dir, "kmsring.db")
+	global := []string{"--store", db, "--root-key-file", filepath.Join(dir, "kmsring.key")}
+	out, err := exec.Command(bin, append(global, "create-access-key", "--principal", "bench", "--admin")...).Output()
+	check(err)
+	var ak struct {
+		AccessKey struct{ AccessKeyId, SecretAccessKey string }
+	}
+	check(json.Unmarshal(out, &ak))
+	out, err = exec.Command(bin, append(global, "create-key")...).Output()
+	check(err)
+	var key struct{ KeyMetadata struct{ KeyId string } }
+	check(json.Unmarshal(out, &key))
+	cmd := exec.Command(bin, append(global, "serve", "--addr", "127.0.0.1:0")...)
+	stdout, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	check(err)
+	url, _ := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	c := newClient(url, ak.AccessKey.AccessKeyId, ak.AccessKey.SecretAccessKey)
+	deadline := time.Now().Add(d)
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				_, err := c.GenerateDataKey(context.Background(), &kms.GenerateDataKeyInput{KeyId: aws.String(key.KeyMetadata.KeyId), KeySpec: types.DataKeySpecAes256,
+					EncryptionContext: map[string]string{"tenant": "acme"}})
+				if err == nil {
+					calls.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	bdb, err := bbolt.Open(db, 0o600, &bbolt.Options{ReadOnly: true})
+	check(err)
+	defer bdb.Close()
+	check(bdb.View(func(tx *bbolt.Tx) error {
+		st := tx.Bucket([]byte("audit")).Stats()
+		n := float64(st.KeyN)
+		fmt.Printf("GenerateDataKey calls %d, audit records %d (encryption context of one pair)\n", calls.Load(), st.KeyN)
+		fmt.Printf("audit bucket per record: %.1f B in use, %.1f B of pages allocated\n",
+			float64(st.LeafInuse+st.BranchInuse)/n, float64(st.LeafAlloc+st.BranchAlloc)/n)
+		return nil
+	}))
 }

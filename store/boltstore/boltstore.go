@@ -72,7 +72,7 @@ var (
 	bucketKeys     = []byte("keys")
 	bucketAliases  = []byte("aliases")
 	bucketVersions = []byte("versions")
-	bucketAudit    = []byte("audit") // {uint64 seq: auditDoc}
+	bucketAudit    = []byte("audit") // {uint64 seq: compact audit value (auditvalue.go)}
 	bucketDue      = []byte("due")
 	keyLayout      = []byte("layout")
 	keyCount       = []byte("keys") // uint64 number of keys, checked by Open
@@ -587,22 +587,7 @@ func (s *Store) List(ctx context.Context) (ids []string, err error) {
 	return ids, err
 }
 
-type auditDoc struct {
-	Time      time.Time `json:"time"`
-	KeyID     string    `json:"key_id"`
-	Operation string    `json:"operation"`
-	Data      []byte    `json:"data"`
-}
-
 func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
-
-func decodeAudit(k, v []byte) (store.AuditEntry, error) {
-	var d auditDoc
-	if len(k) != 8 || json.Unmarshal(v, &d) != nil {
-		return store.AuditEntry{}, fmt.Errorf("%w: audit entry %x", ErrCorrupt, k)
-	}
-	return store.AuditEntry{Seq: binary.BigEndian.Uint64(k), Time: d.Time, KeyID: d.KeyID, Operation: d.Operation, Data: d.Data}, nil
-}
 
 // AppendAudit implements [store.AuditLog].
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
@@ -627,7 +612,7 @@ func putAudit(tx *bolt.Tx, first uint64, entries []store.AuditEntry) error {
 	// half.
 	b.FillPercent = 1
 	for i, e := range entries {
-		v, err := json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
+		v, err := encodeAudit(e)
 		if err != nil {
 			return err
 		}
