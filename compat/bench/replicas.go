@@ -90,16 +90,7 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 	var procs []*exec.Cmd
 	var kcs []*kms.Client
 	for range n {
-		cmd := exec.Command(bin, append(global, "serve", "--addr", "127.0.0.1:0")...)
-		out, err := cmd.StdoutPipe()
-		check(err)
-		check(cmd.Start())
-		line, err := bufio.NewReader(out).ReadString('\n')
-		check(err)
-		url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
-		if !ok {
-			panic("replicas: serve printed " + line)
-		}
+		cmd, url := startServe(bin, global)
 		procs = append(procs, cmd)
 		kcs = append(kcs, newClient(url, ak.AccessKey.AccessKeyId, ak.AccessKey.SecretAccessKey))
 	}
@@ -194,13 +185,7 @@ func boltBytes(bin string, clients int, d time.Duration) {
 	check(err)
 	var key struct{ KeyMetadata struct{ KeyId string } }
 	check(json.Unmarshal(out, &key))
-	cmd := exec.Command(bin, append(global, "serve", "--addr", "127.0.0.1:0")...)
-	stdout, err := cmd.StdoutPipe()
-	check(err)
-	check(cmd.Start())
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	check(err)
-	url, _ := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	cmd, url := startServe(bin, global)
 	c := newClient(url, ak.AccessKey.AccessKeyId, ak.AccessKey.SecretAccessKey)
 	deadline := time.Now().Add(d)
 	var calls atomic.Int64
@@ -230,4 +215,19 @@ func boltBytes(bin string, clients int, d time.Duration) {
 			float64(st.LeafInuse+st.BranchInuse)/n, float64(st.LeafAlloc+st.BranchAlloc)/n)
 		return nil
 	}))
+}
+
+// startServe starts `kmsring serve` on a free port and returns its URL.
+func startServe(bin string, global []string) (*exec.Cmd, string) {
+	cmd := exec.Command(bin, append(global, "serve", "--addr", "127.0.0.1:0")...)
+	out, err := cmd.StdoutPipe()
+	check(err)
+	check(cmd.Start())
+	line, err := bufio.NewReader(out).ReadString('\n')
+	check(err)
+	url, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+	if !ok {
+		panic("replicas: serve printed " + line)
+	}
+	return cmd, url
 }
