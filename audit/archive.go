@@ -335,7 +335,7 @@ type ArchiveResult struct {
 // a directory (a second fails without harm: it cannot link its files);
 // Loggers may append meanwhile.
 func Archive(ctx context.Context, al store.AuditLog, dir string, before time.Time, opts ...VerifyOption) (ArchiveResult, error) {
-	var c verifyConfig
+	c := verifyConfig{openChains: true}
 	for _, o := range opts {
 		o(&c)
 	}

@@ -54,7 +54,7 @@ func lookupSegment(dir string, d Digest, q Query, limit int) ([]Record, error) {
 	var out []Record
 	// Lines past the digest's count are refused unread, so that a small
 	// segment of many short lines cannot keep a lookup busy.
-	for n := uint64(0); len(out) < limit; n++ {
+	for n, seq := uint64(0), d.FirstSeq; len(out) < limit; n, seq = n+1, seq+1 {
 		line, err := sr.next()
 		if err == io.EOF {
 			break
@@ -68,6 +68,9 @@ func lookupSegment(dir string, d Digest, q Query, limit int) ([]Record, error) {
 		var r Record
 		if err := json.Unmarshal(line, &r); err != nil {
 			return nil, fmt.Errorf("audit: lookup: segment %s: a record does not parse", d.Segment)
+		}
+		if r.Chain != "" {
+			r.Seq = seq // a partitioned log's records carry their number by place only
 		}
 		if r.Seq > q.After && q.match(r) {
 			out = append(out, r)

@@ -3,7 +3,6 @@ package audit_test
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"testing"
 
 	"github.com/kmsring/kmsring/audit"
@@ -22,12 +21,9 @@ func editRaw(t *testing.T, path string, seq uint64, edit func(data []byte) []byt
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("audit"))
 		k := binary.BigEndian.AppendUint64(nil, seq)
-		var d auditDoc
-		require.NoError(t, json.Unmarshal(b.Get(k), &d))
+		d := readAuditDoc(t, b.Get(k))
 		d.Data = edit(bytes.Clone(d.Data))
-		v, err := json.Marshal(d)
-		require.NoError(t, err)
-		return b.Put(k, v)
+		return b.Put(k, d.value())
 	}))
 }
 

@@ -28,6 +28,13 @@ func (a *appendCounter) AppendAudit(ctx context.Context, es []store.AuditEntry) 
 	return a.Store.AppendAudit(ctx, es)
 }
 
+func (a *appendCounter) AppendAuditNext(ctx context.Context, es []store.AuditEntry) (uint64, error) {
+	a.mu.Lock()
+	a.sizes = append(a.sizes, len(es))
+	a.mu.Unlock()
+	return a.Store.AppendAuditNext(ctx, es)
+}
+
 func (a *appendCounter) appends() []int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -93,6 +100,12 @@ func (g *gatedStore) AppendAudit(ctx context.Context, es []store.AuditEntry) err
 	g.sizes <- len(es)
 	<-g.gate
 	return g.Store.AppendAudit(ctx, es)
+}
+
+func (g *gatedStore) AppendAuditNext(ctx context.Context, es []store.AuditEntry) (uint64, error) {
+	g.sizes <- len(es)
+	<-g.gate
+	return g.Store.AppendAuditNext(ctx, es)
 }
 
 // A full batch is written without waiting for more: under a load that

@@ -62,12 +62,35 @@ func auditLog(t *testing.T, keyed bool) (string, func() hash.Hash) {
 	return path, mac
 }
 
-// auditDoc is boltstore's stored form of an audit entry.
+// auditDoc is boltstore's stored form of an audit entry: its compact
+// value (0x01, 8 bytes of Unix nanoseconds, key ID and operation each
+// uvarint-length-prefixed, then the record's bytes), as someone editing
+// the file would read and write it.
 type auditDoc struct {
-	Time      time.Time `json:"time"`
-	KeyID     string    `json:"key_id"`
-	Operation string    `json:"operation"`
-	Data      []byte    `json:"data"`
+	Time      time.Time
+	KeyID     string
+	Operation string
+	Data      []byte
+}
+
+func readAuditDoc(t *testing.T, v []byte) auditDoc {
+	t.Helper()
+	require.Equal(t, byte(1), v[0], "a compact audit value")
+	d := auditDoc{Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()}
+	r := v[9:]
+	n, w := binary.Uvarint(r)
+	d.KeyID, r = string(r[w:w+int(n)]), r[w+int(n):]
+	n, w = binary.Uvarint(r)
+	d.Operation, r = string(r[w:w+int(n)]), r[w+int(n):]
+	d.Data = bytes.Clone(r)
+	return d
+}
+
+func (d auditDoc) value() []byte {
+	b := append([]byte{1}, binary.BigEndian.AppendUint64(nil, uint64(d.Time.UnixNano()))...)
+	b = append(binary.AppendUvarint(b, uint64(len(d.KeyID))), d.KeyID...)
+	b = append(binary.AppendUvarint(b, uint64(len(d.Operation))), d.Operation...)
+	return append(b, d.Data...)
 }
 
 // forge edits the audit log in the bolt file at path as someone who can
@@ -86,8 +109,7 @@ func forge(t *testing.T, path string, edit func(seq uint64, rec map[string]any) 
 		relinking := false
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var d auditDoc
-			require.NoError(t, json.Unmarshal(v, &d))
+			d := readAuditDoc(t, v)
 			var rec map[string]any
 			require.NoError(t, json.Unmarshal(d.Data, &rec))
 			if edit(binary.BigEndian.Uint64(k), rec) {
@@ -96,9 +118,7 @@ func forge(t *testing.T, path string, edit func(seq uint64, rec map[string]any) 
 			if relinking {
 				d.Operation = rec["operation"].(string)
 				d.Data = relink(prev, rec)
-				nv, err := json.Marshal(d)
-				require.NoError(t, err)
-				require.NoError(t, b.Put(bytes.Clone(k), nv))
+				require.NoError(t, b.Put(bytes.Clone(k), d.value()))
 			}
 			prev = d.Data
 		}

@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -110,9 +112,15 @@ type Logger struct {
 	lastSeq  uint64
 	lastHash string
 	synced   bool
-	lastErr  error
-	lost     int
-	closeErr error
+	// In a partitioned log (a store.AuditSequencer): the writer's own
+	// chain ("" until the next append starts one), its last number and
+	// link.
+	chain     string
+	chainN    uint64
+	chainHead string
+	lastErr   error
+	lost      int
+	closeErr  error
 }
 
 type item struct {
@@ -469,9 +477,14 @@ func (l *Logger) report(err error) {
 // appendTimeout bounds one store append.
 const appendTimeout = 30 * time.Second
 
-// append chains recs onto the stored log and appends them, re-reading the
-// head when another process appended first.
+// append chains recs onto the stored log and appends them: onto the
+// Logger's own chain when the store numbers appends itself, else onto
+// the log's one chain, re-reading the head when another process appended
+// first.
 func (l *Logger) append(ctx context.Context, recs []Record) error {
+	if sq, ok := l.store.(store.AuditSequencer); ok {
+		return l.appendChain(ctx, sq, recs)
+	}
 	for attempt := 0; attempt < 100; attempt++ {
 		if !l.synced {
 			last, err := l.store.LastAudit(ctx)
@@ -514,6 +527,50 @@ func (l *Logger) append(ctx context.Context, recs []Record) error {
 	return fmt.Errorf("audit: append kept conflicting: %w", store.ErrConflict)
 }
 
+// appendChain appends recs to the Logger's own chain. Writers on their
+// own chains never conflict: the store numbers the entries, and each
+// record's place is its chain's name, number and link, under the MAC. A
+// failed append may have been stored all the same (a lost commit
+// acknowledgement), so the retry starts a new chain: the records may
+// then be stored twice, in two chains (as the single chain's retry would
+// store them twice), but no chain ever holds two records at one place.
+func (l *Logger) appendChain(ctx context.Context, sq store.AuditSequencer, recs []Record) error {
+	if l.chain == "" {
+		l.chain, l.chainN, l.chainHead = newChainID(), 0, ""
+	}
+	entries := make([]store.AuditEntry, len(recs))
+	n, prev := l.chainN, l.chainHead
+	for i := range recs {
+		n++
+		recs[i].Seq, recs[i].Chain, recs[i].ChainSeq, recs[i].Prev = 0, l.chain, n, prev
+		var data []byte
+		if l.mac != nil {
+			data = recs[i].seal(l.mac)
+		} else {
+			data = recs[i].marshal()
+		}
+		entries[i] = store.AuditEntry{Time: recs[i].Time, KeyID: recs[i].KeyID, Operation: recs[i].Operation, Data: data}
+		prev = link(data)
+	}
+	first, err := sq.AppendAuditNext(ctx, entries)
+	if err != nil {
+		l.chain = ""
+		return err
+	}
+	for i := range recs {
+		recs[i].Seq = first + uint64(i)
+	}
+	l.chainN, l.chainHead = n, prev
+	return nil
+}
+
+// newChainID returns a new chain's name: 16 random hex digits.
+func newChainID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func (r Record) attrs() []slog.Attr {
 	a := []slog.Attr{
 		slog.String("operation", r.Operation),
@@ -549,6 +606,9 @@ func (r Record) attrs() []slog.Attr {
 	}
 	if r.Amends != 0 {
 		a = append(a, slog.Uint64("amends", r.Amends))
+	}
+	if r.Chain != "" {
+		a = append(a, slog.String("chain", r.Chain), slog.Uint64("chain_seq", r.ChainSeq))
 	}
 	return append(a, slog.Time("time", r.Time))
 }

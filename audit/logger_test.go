@@ -272,6 +272,13 @@ func (d *downStore) AppendAudit(ctx context.Context, es []store.AuditEntry) erro
 	return d.Store.AppendAudit(ctx, es)
 }
 
+func (d *downStore) AppendAuditNext(ctx context.Context, es []store.AuditEntry) (uint64, error) {
+	if d.down.Load() {
+		return 0, errors.New("disk full")
+	}
+	return d.Store.AppendAuditNext(ctx, es)
+}
+
 func TestErrorClass(t *testing.T) {
 	assert.Equal(t, "", audit.ErrorClass(nil))
 	assert.Equal(t, "WrongKey", audit.ErrorClass(keyring.ErrWrongKey))

@@ -43,6 +43,9 @@ func LookupEvents(ctx context.Context, al store.AuditLog, q Query) (records []Re
 		if err := json.Unmarshal(e.Data, &r); err != nil {
 			return nil, 0, fmt.Errorf("audit: lookup: record %d: %w", e.Seq, err)
 		}
+		if r.Chain != "" {
+			r.Seq = e.Seq // a partitioned log's records carry the store's number only there
+		}
 		records = append(records, r)
 	}
 	if len(entries) == limit {
@@ -110,6 +113,9 @@ func (c *verifyConfig) checkData(seq uint64, data []byte, head string) (Record, 
 	if err := c.decode(data, &r); err != nil {
 		return Record{}, &TamperError{Seq: seq, Reason: "record does not parse"}
 	}
+	if r.Chain != "" {
+		return r, c.checkChained(seq, data, &r, keyed)
+	}
 	switch {
 	case r.Seq != seq:
 		return r, &TamperError{Seq: seq, Reason: fmt.Sprintf("record says it is number %d", r.Seq)}
@@ -119,6 +125,64 @@ func (c *verifyConfig) checkData(seq uint64, data []byte, head string) (Record, 
 		return r, &TamperError{Seq: seq - 1, Reason: fmt.Sprintf("its hash does not match the link in record %d: it was changed (or that link was)", seq)}
 	}
 	return r, nil
+}
+
+// chainPos is where a writer's chain stands in a walk: its last record's
+// number in the chain and in the store, and its link.
+type chainPos struct {
+	n, seq uint64
+	head   string
+}
+
+// checkChained checks record seq of a partitioned log (r.Chain set)
+// against its chain's last record, and moves the chain on. A record
+// deleted from its chain, moved within it or into another, copied or
+// changed fails here: its chain's numbers and links are under the MAC.
+func (c *verifyConfig) checkChained(seq uint64, data []byte, r *Record, keyed bool) error {
+	if !validChainID(r.Chain) {
+		return &TamperError{Seq: seq, Reason: "it names a malformed chain"}
+	}
+	if r.Seq != 0 {
+		return &TamperError{Seq: seq, Reason: fmt.Sprintf("a record of chain %s says it is number %d", r.Chain, r.Seq)}
+	}
+	r.Seq = seq
+	if c.chains == nil {
+		c.chains = map[string]chainPos{}
+	}
+	pos, seen := c.chains[r.Chain]
+	if !seen && c.openChains && r.ChainSeq > 1 {
+		// Archive starts after records it does not read again: the
+		// chain's earlier ones are in the archive (Verify reads them).
+		pos = chainPos{n: r.ChainSeq - 1, head: r.Prev}
+	}
+	switch {
+	case r.ChainSeq == 0:
+		return &TamperError{Seq: seq, Reason: fmt.Sprintf("it names chain %s but no place in it", r.Chain)}
+	case r.ChainSeq <= pos.n:
+		return &TamperError{Seq: seq, Reason: fmt.Sprintf("it says it is record %d of chain %s, which is at record %d (store record %d): it was moved or copied", r.ChainSeq, r.Chain, pos.n, pos.seq)}
+	case r.ChainSeq > pos.n+1:
+		return &TamperError{Seq: seq, Reason: fmt.Sprintf("records %d to %d of chain %s are missing before it: they were deleted, or moved after it", pos.n+1, r.ChainSeq-1, r.Chain)}
+	case r.Prev != pos.head && keyed:
+		return &TamperError{Seq: seq, Reason: fmt.Sprintf("it does not follow record %d of chain %s (store record %d): a record before it was removed or replaced", pos.n, r.Chain, pos.seq)}
+	case r.Prev != pos.head:
+		return &TamperError{Seq: pos.seq, Reason: fmt.Sprintf("its hash does not match the link in record %d (record %d of chain %s): it was changed (or that link was)", seq, r.ChainSeq, r.Chain)}
+	}
+	c.chains[r.Chain] = chainPos{n: r.ChainSeq, seq: seq, head: link(data)}
+	return nil
+}
+
+// validChainID reports whether id is a chain name as a Logger makes them:
+// 16 lowercase hex digits.
+func validChainID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, ch := range []byte(id) {
+		if !('0' <= ch && ch <= '9' || 'a' <= ch && ch <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // validMAC reports whether tag is the hex MAC of body, in the canonical
@@ -145,6 +209,8 @@ type leanRecord struct {
 	Outcome         string    `json:"outcome"`
 	ErrorClass      string    `json:"error_class,omitempty"`
 	Amends          uint64    `json:"amends,omitempty"`
+	Chain           string    `json:"chain,omitempty"`
+	ChainSeq        uint64    `json:"chain_seq,omitempty"`
 	Prev            string    `json:"prev,omitempty"`
 	MAC             string    `json:"mac,omitempty"`
 }
@@ -161,6 +227,6 @@ func (c *verifyConfig) decode(data []byte, r *Record) error {
 	}
 	*r = Record{Seq: l.Seq, Time: l.Time, Operation: l.Operation, KeyID: l.KeyID, Version: l.Version,
 		PreviousVersion: l.PreviousVersion, Origin: l.Origin, Alias: l.Alias, Principal: l.Principal,
-		Outcome: l.Outcome, ErrorClass: l.ErrorClass, Amends: l.Amends, Prev: l.Prev, MAC: l.MAC}
+		Outcome: l.Outcome, ErrorClass: l.ErrorClass, Amends: l.Amends, Chain: l.Chain, ChainSeq: l.ChainSeq, Prev: l.Prev, MAC: l.MAC}
 	return nil
 }

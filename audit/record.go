@@ -20,6 +20,17 @@
 // leaves a shorter valid chain: keep the head hash Verify returns somewhere
 // else (a ticket, another system's log) to detect that too.
 //
+// On a store that numbers appends itself (store.AuditSequencer: boltstore,
+// pgstore and memstore), the log is partitioned: each Logger appends to a
+// chain of its own (Record.Chain, a random name; Record.ChainSeq, its
+// place), so replicas appending at once never conflict over one head.
+// Verify follows every chain through the log and names a record deleted
+// from its chain, moved within it or into another, copied or changed;
+// the store's numbers only order the log (a record's time is its own).
+// A log of one chain, as older releases wrote it, verifies as before and
+// may go on partitioned. Each chain's end is as exposed as the one
+// chain's was: keep Verification.Chains' heads elsewhere to detect a cut.
+//
 // # Failure and slowness
 //
 // By default the Logger never slows or fails an operation: records are
@@ -104,14 +115,28 @@ type Record struct {
 	// caller was told it failed (WithFailClosed). The correction says
 	// what the caller saw: failure, AuditFailed.
 	Amends uint64 `json:"amends,omitempty"`
-	// Prev links the record to the one stored before it: that record's
-	// MAC in a keyed log (WithMAC), else the hex SHA-256 of its bytes;
-	// empty for the first.
+	// Chain and ChainSeq place the record in a log partitioned into a
+	// chain per writer (a store that numbers appends itself,
+	// store.AuditSequencer): Chain names the writer's chain (16 hex
+	// digits, new for each Logger and after each failed append) and
+	// ChainSeq numbers the chain's records 1, 2, 3, ... Prev then links
+	// to the chain's record before it, and the stored bytes say seq 0:
+	// Seq is the store's number, which only orders the log. Both are
+	// empty in a log of one chain (as older releases wrote every record),
+	// where Seq and Prev follow the whole log.
+	Chain    string `json:"chain,omitempty"`
+	ChainSeq uint64 `json:"chain_seq,omitempty"`
+	// Prev links the record to the one stored before it (in its chain,
+	// when Chain is set): that record's MAC in a keyed log (WithMAC),
+	// else the hex SHA-256 of its bytes; empty for the first.
 	Prev string `json:"prev,omitempty"`
 	// MAC, in a keyed log, is the hex HMAC-SHA256 under the audit chain
 	// key of the record's stored bytes without it (Prev included). It is
 	// the record's last field.
 	MAC string `json:"mac,omitempty"`
+	// Link is what the record after it links to (its MAC in a keyed log,
+	// else the hex SHA-256 of its bytes); set by Walk, not stored.
+	Link string `json:"-"`
 }
 
 // Outcomes.
@@ -208,7 +233,7 @@ func recordContext(ec map[string]string, keysOnly bool) (map[string]string, []st
 // fail-closed caller was told the operation failed.
 func (r Record) amendment() Record {
 	a := r
-	a.Seq, a.Prev = 0, ""
+	a.Seq, a.Prev, a.Chain, a.ChainSeq, a.Link = 0, "", "", 0, ""
 	a.Outcome, a.ErrorClass = Failure, ErrorClass(keyring.ErrAudit)
 	a.Amends = r.Seq
 	return a

@@ -125,6 +125,22 @@ func (s *slowStore) AppendAudit(ctx context.Context, es []store.AuditEntry) erro
 	return s.Store.AppendAudit(context.WithoutCancel(ctx), es)
 }
 
+func (s *slowStore) AppendAuditNext(ctx context.Context, es []store.AuditEntry) (uint64, error) {
+	if s.hold.Load() {
+		s.entered <- struct{}{}
+		done := ctx.Done()
+		if !s.honorCtx {
+			done = nil
+		}
+		select {
+		case <-s.release:
+		case <-done:
+			return 0, ctx.Err()
+		}
+	}
+	return s.Store.AppendAuditNext(context.WithoutCancel(ctx), es)
+}
+
 const bound = time.Second
 
 // failClosedRecords runs one fail-closed GenerateDataKey, on a fake clock,

@@ -8,6 +8,8 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"github.com/kmsring/kmsring/store"
 )
@@ -29,6 +31,30 @@ type Verification struct {
 	// ArchivedThrough the last record they hold (0 without an archive).
 	Segments        int
 	ArchivedThrough uint64
+	// Chains lists the writers' chains of a partitioned log (see
+	// Record.Chain), by name; empty for a log of one chain. Keep their
+	// heads elsewhere, as Head, to detect later truncation of any chain.
+	Chains []ChainHead
+}
+
+// ChainHead is where one writer's chain ends.
+type ChainHead struct {
+	Chain string
+	// Records is the chain's number of records; LastSeq is the store's
+	// number of the last, and Head its link.
+	Records uint64
+	LastSeq uint64
+	Head    string
+}
+
+// chainHeads returns the chains the walk met, by name.
+func (c *verifyConfig) chainHeads() []ChainHead {
+	var out []ChainHead
+	for name, p := range c.chains {
+		out = append(out, ChainHead{Chain: name, Records: p.n, LastSeq: p.seq, Head: p.head})
+	}
+	slices.SortFunc(out, func(a, b ChainHead) int { return strings.Compare(a.Chain, b.Chain) })
+	return out
 }
 
 // VerifyOption configures Verify, Walk and Archive.
@@ -39,6 +65,12 @@ type verifyConfig struct {
 	archive string
 	segment int  // records per archive segment; 0: segmentRecords
 	lean    bool // hand fn records without encryption contexts
+
+	// chains is where each writer's chain of a partitioned log stands
+	// in the walk; openChains lets a chain start past its first record
+	// (Archive, which does not read the archived records again).
+	chains     map[string]chainPos
+	openChains bool
 }
 
 // WalkWithoutContexts makes Walk hand fn records without their encryption
@@ -137,6 +169,7 @@ func Walk(ctx context.Context, al store.AuditLog, fn func(Record) error, opts ..
 			last = e.Seq
 		}
 		if len(entries) < page {
+			v.Chains = c.chainHeads()
 			return v, nil
 		}
 	}
@@ -150,6 +183,7 @@ func (v *Verification) add(r Record, data []byte, fn func(Record) error) error {
 	v.Records++
 	v.LastSeq, v.Head = r.Seq, link(data)
 	if fn != nil {
+		r.Link = v.Head
 		return fn(r)
 	}
 	return nil

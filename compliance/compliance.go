@@ -427,8 +427,8 @@ func (b *builder) walk(ctx context.Context, st store.Store) AuditLog {
 		vopts = append(vopts, audit.VerifyWithArchive(b.cfg.archive))
 	}
 	v, err := audit.Walk(ctx, al, func(r audit.Record) error {
-		if prev != nil && r.Seq == prev.AuditLog.LastSeq+1 {
-			*continues = prev.AuditLog.Head != "" && r.Prev == prev.AuditLog.Head
+		if prev != nil && r.Seq == prev.AuditLog.LastSeq {
+			*continues = prev.AuditLog.Head != "" && r.Link == prev.AuditLog.Head
 		}
 		if a := b.keys[r.KeyID]; a != nil {
 			b.add(a, r)

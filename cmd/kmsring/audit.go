@@ -35,6 +35,9 @@ type (
 		// With --archive: the archive's segments and last record.
 		Segments        int    `json:",omitempty"`
 		ArchivedThrough uint64 `json:",omitempty"`
+		// Chains counts a partitioned log's writers' chains (one per
+		// process that appended: serve, or a command).
+		Chains int `json:",omitempty"`
 	}
 )
 
@@ -203,7 +206,7 @@ named by its file.`,
 			if err != nil {
 				return err
 			}
-			return a.print(verifyOutput{Verified: true, Records: v.Records, Head: v.Head, Segments: v.Segments, ArchivedThrough: v.ArchivedThrough})
+			return a.print(verifyOutput{Verified: true, Records: v.Records, Head: v.Head, Segments: v.Segments, ArchivedThrough: v.ArchivedThrough, Chains: len(v.Chains)})
 		}
 		if err := a.open(ctx, false); a.emptyStore(err) {
 			return a.print(verifyOutput{Verified: true})
@@ -214,7 +217,7 @@ named by its file.`,
 		if err != nil {
 			return err
 		}
-		return a.print(verifyOutput{Verified: true, Records: v.Records, Head: v.Head})
+		return a.print(verifyOutput{Verified: true, Records: v.Records, Head: v.Head, Chains: len(v.Chains)})
 	})
 	return c
 }

@@ -45,6 +45,10 @@ func main() {
 		serveKMSRing(os.Args[2])
 		return
 	}
+	if len(os.Args) >= 2 && os.Args[1] == "replicas" {
+		replicas(os.Args[2:])
+		return
+	}
 	if len(os.Args) == 2 && os.Args[1] == "serve-noop" {
 		serveNoop()
 		return

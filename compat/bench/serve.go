@@ -166,6 +166,16 @@ func startServe(dir, bin string) *child {
 	cmd.Env = append(os.Environ(), "KMSRING_STORE="+filepath.Join(sdir, "kmsring.db"),
 		"KMSRING_ROOT_KEY_FILE="+filepath.Join(sdir, "kmsring.key"), "KMSRING_ACCOUNT=111122223333")
 	cmd.Stderr = reqLog
+	url := listenURL(cmd)
+	c := &child{name: name, cmd: cmd, c: newClient(url, ak.ID, ak.SecretAccessKey()), keyID: keyID,
+		ec: map[string]string{"tenant": "acme"}}
+	c.prepare()
+	return c
+}
+
+// listenURL starts cmd, a kmsring serve, and returns the URL its first
+// line of standard output says it listens on.
+func listenURL(cmd *exec.Cmd) string {
 	out, err := cmd.StdoutPipe()
 	check(err)
 	check(cmd.Start())
@@ -175,10 +185,7 @@ func startServe(dir, bin string) *child {
 	if !ok {
 		log.Fatalf("kmsring serve said %q", line)
 	}
-	c := &child{name: name, cmd: cmd, c: newClient(url, ak.ID, ak.SecretAccessKey()), keyID: keyID,
-		ec: map[string]string{"tenant": "acme"}}
-	c.prepare()
-	return c
+	return url
 }
 
 // serveNoop answers every request with a fixed response that parses as a

@@ -77,7 +77,7 @@ var (
 	bucketKeys     = []byte("keys")
 	bucketAliases  = []byte("aliases")
 	bucketVersions = []byte("versions")
-	bucketAudit    = []byte("audit") // {uint64 seq: auditDoc}
+	bucketAudit    = []byte("audit") // {uint64 seq: compact audit value (auditvalue.go)}
 	bucketDue      = []byte("due")
 	keyLayout      = []byte("layout")
 	keyCount       = []byte("keys") // uint64 number of keys, checked by Open
@@ -597,48 +597,40 @@ func (s *Store) List(ctx context.Context) (ids []string, err error) {
 	return ids, err
 }
 
-type auditDoc struct {
-	Time      time.Time `json:"time"`
-	KeyID     string    `json:"key_id"`
-	Operation string    `json:"operation"`
-	Data      []byte    `json:"data"`
-}
-
 func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
-
-func decodeAudit(k, v []byte) (store.AuditEntry, error) {
-	var d auditDoc
-	if len(k) != 8 || json.Unmarshal(v, &d) != nil {
-		return store.AuditEntry{}, fmt.Errorf("%w: audit entry %x", ErrCorrupt, k)
-	}
-	return store.AuditEntry{Seq: binary.BigEndian.Uint64(k), Time: d.Time, KeyID: d.KeyID, Operation: d.Operation, Data: d.Data}, nil
-}
 
 // AppendAudit implements [store.AuditLog].
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
 	return s.do(ctx, true, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
 		var last uint64
-		if k, _ := b.Cursor().Last(); k != nil {
+		if k, _ := tx.Bucket(bucketAudit).Cursor().Last(); k != nil {
 			last = binary.BigEndian.Uint64(k)
 		}
 		for i, e := range entries {
 			if want := last + uint64(i) + 1; e.Seq != want {
 				return fmt.Errorf("boltstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
 			}
-			v, err := json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
-			if err != nil {
-				return err
-			}
-			// Sequence numbers only grow: fill pages rather than split
-			// them in half.
-			b.FillPercent = 1
-			if err := b.Put(seqKey(e.Seq), v); err != nil {
-				return err
-			}
 		}
-		return nil
+		return putAudit(tx, last+1, entries)
 	})
+}
+
+// putAudit stores entries numbered from first.
+func putAudit(tx *bolt.Tx, first uint64, entries []store.AuditEntry) error {
+	b := tx.Bucket(bucketAudit)
+	// Sequence numbers only grow: fill pages rather than split them in
+	// half.
+	b.FillPercent = 1
+	for i, e := range entries {
+		v, err := encodeAudit(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(first+uint64(i)), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LastAudit implements [store.AuditLog].

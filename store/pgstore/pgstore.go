@@ -588,15 +588,19 @@ func (s *Store) listenOnce(ctx context.Context) error {
 	}
 }
 
-// AppendAudit implements [store.AuditLog]. Replicas appending at once
-// collide on the sequence number's primary key; all but one get
-// store.ErrConflict.
+// AppendAudit implements [store.AuditLog]. Appends take the audit
+// log's append lock (see AppendAuditNext), so a writer whose numbers
+// another process took first gets store.ErrConflict without a failed
+// insert.
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
 	if len(entries) == 0 {
 		return s.check(ctx)
 	}
 	err := s.run(ctx, false, func() error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, lockAudit); err != nil {
+				return err
+			}
 			var last int64
 			if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM kmsring_audit`).Scan(&last); err != nil {
 				return err
@@ -606,11 +610,7 @@ func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) err
 					return fmt.Errorf("pgstore: audit entry %d where %d is next: %w", e.Seq, want, store.ErrConflict)
 				}
 			}
-			rows := make([][]any, len(entries))
-			for i, e := range entries {
-				rows[i] = []any{int64(e.Seq), e.Time, e.KeyID, e.Operation, e.Data}
-			}
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"kmsring_audit"}, []string{"seq", "time", "key_id", "operation", "data"}, pgx.CopyFromRows(rows))
+			err := copyAudit(ctx, tx, uint64(last)+1, entries)
 			if isUniqueViolation(err) {
 				return fmt.Errorf("pgstore: audit entry %d was appended by another process: %w", entries[0].Seq, store.ErrConflict)
 			}

@@ -54,6 +54,8 @@ func RunConformanceTests(t *testing.T, newStore NewStore) {
 		{"ChangeFeed", testChangeFeed},
 		{"AuditPrune", testAuditPrune},
 		{"AuditPruneMissing", testAuditPruneMissing},
+		{"AuditAppendNext", testAuditAppendNext},
+		{"AuditAppendNextConcurrent", testAuditAppendNextConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
