@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"time"
 
@@ -220,15 +218,8 @@ func checkNewOutput(path string) error {
 	if path == "-" {
 		return nil
 	}
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("--out %s exists and is not a regular file", path)
+	if err := checkReplaceable(path); err != nil {
+		return fmt.Errorf("--out %w", err)
 	}
 	return nil
 }
