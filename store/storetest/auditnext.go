@@ -14,12 +14,7 @@ import (
 // auditSequencer returns st as a store.AuditLog and store.AuditSequencer
 // or skips the test.
 func auditSequencer(t *testing.T, st store.Store) (store.AuditLog, store.AuditSequencer) {
-	al := auditLog(t, st)
-	sq, ok := st.(store.AuditSequencer)
-	if !ok {
-		t.Skip("store does not number audit appends")
-	}
-	return al, sq
+	return auditLog(t, st), capability[store.AuditSequencer](t, st, "does not number audit appends")
 }
 
 // testAuditAppendNext: AppendAuditNext numbers entries on from the last

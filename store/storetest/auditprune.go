@@ -12,12 +12,7 @@ import (
 // auditPruner returns st as a store.AuditLog and store.AuditPruner or skips
 // the test.
 func auditPruner(t *testing.T, st store.Store) (store.AuditLog, store.AuditPruner) {
-	al := auditLog(t, st)
-	p, ok := st.(store.AuditPruner)
-	if !ok {
-		t.Skip("store cannot prune its audit log")
-	}
-	return al, p
+	return auditLog(t, st), capability[store.AuditPruner](t, st, "cannot prune its audit log")
 }
 
 // testAuditPrune: PruneAudit deletes the entries below keep, keeps entry

@@ -16,21 +16,11 @@ import (
 // skips these tests.
 
 func dueIndex(t *testing.T, st store.Store) store.DueIndex {
-	t.Helper()
-	d, ok := st.(store.DueIndex)
-	if !ok {
-		t.Skip("store does not implement store.DueIndex")
-	}
-	return d
+	return capability[store.DueIndex](t, st, "does not implement store.DueIndex")
 }
 
 func pager(t *testing.T, st store.Store) store.Pager {
-	t.Helper()
-	p, ok := st.(store.Pager)
-	if !ok {
-		t.Skip("store does not implement store.Pager")
-	}
-	return p
+	return capability[store.Pager](t, st, "does not implement store.Pager")
 }
 
 // t0 is a due time with microsecond precision, as every store keeps it.

@@ -294,10 +294,7 @@ func testClose(t *testing.T, st store.Store) {
 // listens, then with the key ID of every committed Update. Other stores
 // sharing a database may be heard too: the key ID here is this run's own.
 func testChangeFeed(t *testing.T, st store.Store) {
-	feed, ok := st.(store.ChangeFeed)
-	if !ok {
-		t.Skip("store reports no changes")
-	}
+	feed := capability[store.ChangeFeed](t, st, "reports no changes")
 	ctx := t.Context()
 	id := fmt.Sprintf("changefeed-%d", time.Now().UnixNano())
 	r, err := st.Create(ctx, rec(id), []store.Version{ver(1)})
@@ -320,11 +317,18 @@ func testChangeFeed(t *testing.T, st store.Store) {
 
 // auditLog returns st as a store.AuditLog or skips the test.
 func auditLog(t *testing.T, st store.Store) store.AuditLog {
-	al, ok := st.(store.AuditLog)
+	return capability[store.AuditLog](t, st, "keeps no audit log")
+}
+
+// capability returns st as the optional interface T, or skips the test
+// saying that the store lacks it ("store " + lacks).
+func capability[T any](t *testing.T, st store.Store, lacks string) T {
+	t.Helper()
+	c, ok := st.(T)
 	if !ok {
-		t.Skip("store keeps no audit log")
+		t.Skip("store " + lacks)
 	}
-	return al
+	return c
 }
 
 var auditEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
