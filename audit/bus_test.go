@@ -3,6 +3,7 @@ package audit_test
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,4 +190,49 @@ kmsring_pending_deletion_uses_total{key_id=%[1]q} 2
 	assert.Equal(t, []audit.EventType{audit.EventKeyDisabled, audit.EventKeyEnabled, audit.EventDeletionScheduled,
 		audit.EventPendingDeletionUse, audit.EventPendingDeletionUse, audit.EventDeletionCancelled,
 		audit.EventDeletionScheduled, audit.EventKeyDeleted}, types)
+}
+
+// TestCollectorMaxKeySeries: with a key per tenant, the per-key counters
+// keep the keys counted most recently, and no more.
+func TestCollectorMaxKeySeries(t *testing.T) {
+	ctx := t.Context()
+	c := audit.NewCollector(audit.WithMaxKeySeries(2))
+	count := func(id string, err error) {
+		require.NoError(t, c.Audit(ctx, keyring.AuditEvent{Operation: keyring.OpGenerateDataKey, KeyID: id, Version: 1, Err: err}))
+	}
+	count("a", nil)
+	count("b", keyring.ErrKeyPendingDeletion)
+	count("a", nil) // a is now the most recent
+	count("c", nil) // b, the least recent, goes with both its counters
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP kmsring_operations_total Keyring operations, by operation, key, version used and outcome.
+# TYPE kmsring_operations_total counter
+kmsring_operations_total{key_id="a",operation="GenerateDataKey",outcome="success",version="1"} 2
+kmsring_operations_total{key_id="c",operation="GenerateDataKey",outcome="success",version="1"} 1
+`), "kmsring_operations_total", "kmsring_pending_deletion_uses_total"))
+
+	count("b", nil) // back: it counts from zero; a goes
+	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP kmsring_operations_total Keyring operations, by operation, key, version used and outcome.
+# TYPE kmsring_operations_total counter
+kmsring_operations_total{key_id="b",operation="GenerateDataKey",outcome="success",version="1"} 1
+kmsring_operations_total{key_id="c",operation="GenerateDataKey",outcome="success",version="1"} 1
+`), "kmsring_operations_total"))
+}
+
+// TestCollectorMaxKeySeriesConcurrent: counting from many goroutines
+// never leaves more keys' series than the bound.
+func TestCollectorMaxKeySeriesConcurrent(t *testing.T) {
+	ctx := t.Context()
+	c := audit.NewCollector(audit.WithMaxKeySeries(10))
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				c.Audit(ctx, keyring.AuditEvent{Operation: keyring.OpDecrypt, KeyID: fmt.Sprintf("k%d", (g*7+i)%50), Version: 1})
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 10, testutil.CollectAndCount(c, "kmsring_operations_total"))
 }

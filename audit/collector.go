@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"strconv"
@@ -34,6 +35,9 @@ var (
 // kmsring_pending_deletion_uses_total{key_id}, the refused uses of a key
 // pending deletion (alert on any increase). All carry
 // the label key_id. A Collector is safe for concurrent use.
+//
+// The counters hold a series per key used; in a process that serves many
+// keys, WithMaxKeySeries bounds them.
 type Collector struct {
 	clock keyring.Clock
 	grace time.Duration
@@ -41,6 +45,13 @@ type Collector struct {
 	mu     sync.Mutex
 	keys   []*keyring.Keyring
 	source func() []*keyring.Keyring
+
+	// With WithMaxKeySeries: the keys that have counter series, most
+	// recently counted first.
+	maxKeys  int
+	seriesMu sync.Mutex
+	recent   *list.List // of key IDs
+	series   map[string]*list.Element
 
 	ops, pendingUses                                          *prometheus.CounterVec
 	current, versions, enabled, sinceLast, untilNext, overdue *prometheus.Desc
@@ -66,6 +77,17 @@ func WithKeySource(f func() []*keyring.Keyring) CollectorOption {
 	return func(x *Collector) { x.source = f }
 }
 
+// WithMaxKeySeries keeps the per-key counters (kmsring_operations_total,
+// kmsring_pending_deletion_uses_total) of at most n keys, those counted
+// most recently; the series of the key counted least recently go (default:
+// every key ever counted). A key that comes back counts from zero again,
+// which Prometheus's rate and increase read as a counter reset. kmsring
+// serve bounds them as it bounds the keys it holds (--max-loaded-keys), so
+// that a key per tenant does not grow /metrics with every tenant served.
+func WithMaxKeySeries(n int) CollectorOption {
+	return func(x *Collector) { x.maxKeys = max(n, 1) }
+}
+
 // NewCollector returns a collector with no keys.
 func NewCollector(opts ...CollectorOption) *Collector {
 	key := []string{"key_id"}
@@ -89,7 +111,27 @@ func NewCollector(opts ...CollectorOption) *Collector {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.maxKeys > 0 {
+		c.recent, c.series = list.New(), make(map[string]*list.Element)
+	}
 	return c
+}
+
+// countedLocked marks keyID as counted now and, past the bound, deletes
+// the series of the key counted least recently. c.seriesMu is held.
+func (c *Collector) countedLocked(keyID string) {
+	if e, ok := c.series[keyID]; ok {
+		c.recent.MoveToFront(e)
+		return
+	}
+	c.series[keyID] = c.recent.PushFront(keyID)
+	if c.recent.Len() <= c.maxKeys {
+		return
+	}
+	old := c.recent.Remove(c.recent.Back()).(string)
+	delete(c.series, old)
+	c.ops.DeletePartialMatch(prometheus.Labels{"key_id": old})
+	c.pendingUses.DeleteLabelValues(old)
 }
 
 // Add makes the collector report k.
@@ -104,6 +146,14 @@ func (c *Collector) Audit(_ context.Context, e keyring.AuditEvent) error {
 	outcome := Success
 	if e.Err != nil {
 		outcome = Failure
+	}
+	if c.recent != nil {
+		// Held over the count too, so that no key's series are
+		// deleted between its mark and its count: every series
+		// belongs to a marked key.
+		c.seriesMu.Lock()
+		defer c.seriesMu.Unlock()
+		c.countedLocked(e.KeyID)
 	}
 	c.ops.WithLabelValues(string(e.Operation), e.KeyID, strconv.FormatUint(uint64(e.Version), 10), outcome).Inc()
 	if errors.Is(e.Err, keyring.ErrKeyPendingDeletion) {

@@ -70,7 +70,9 @@ type metrics struct {
 	keys     *audit.Collector
 }
 
-func newMetrics(clock keyring.Clock, keys func() []*keyring.Keyring) *metrics {
+// newMetrics reports the keys keys returns, and counts operations on at
+// most maxKeys keys (the most recently used).
+func newMetrics(clock keyring.Clock, keys func() []*keyring.Keyring, maxKeys int) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -82,7 +84,7 @@ func newMetrics(clock keyring.Clock, keys func() []*keyring.Keyring) *metrics {
 			Help:    "Time to answer a request to the KMS-compatible endpoint, by operation.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"operation"}),
-		keys: audit.NewCollector(audit.WithCollectorClock(clock), audit.WithKeySource(keys)),
+		keys: audit.NewCollector(audit.WithCollectorClock(clock), audit.WithKeySource(keys), audit.WithMaxKeySeries(maxKeys)),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.keys)
 	return m

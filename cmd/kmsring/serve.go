@@ -109,7 +109,12 @@ number of serve processes share the keys.`,
 		if sf.auditFailClosed < 0 {
 			return usageError("--audit-fail-closed must be a positive duration, not %v", sf.auditFailClosed)
 		}
-		logger, err := newLogger(a.stderr, sf.logFormat)
+		// Everything serve writes to standard error goes through one
+		// buffer, in order; its end is written before serve returns.
+		lb := newLogBuffer(a.stderr)
+		a.stderr = lb
+		defer lb.Close()
+		logger, err := newLogger(lb, sf.logFormat)
 		if err != nil {
 			return err
 		}
@@ -187,10 +192,11 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, log
 	if err != nil {
 		return err
 	}
-	// /metrics reports the keys the handler holds loaded (bounded by
-	// --max-loaded-keys), not every key in the store.
+	// /metrics reports the keys the handler holds loaded and counts
+	// operations on as many (bounded by --max-loaded-keys), not every key
+	// in the store.
 	var h *kmsapi.Handler
-	m := newMetrics(keys.clock, func() []*keyring.Keyring { return h.Keys() })
+	m := newMetrics(keys.clock, func() []*keyring.Keyring { return h.Keys() }, maxLoaded)
 	h, err = kmsapi.New(a.st, a.rk,
 		kmsapi.WithRegion(a.region), kmsapi.WithAccount(a.account),
 		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys), kmsapi.WithAuditor(m.keys),

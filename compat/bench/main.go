@@ -12,6 +12,7 @@
 //
 //	cd compat/bench && go run . [-duration 5s] [-warmup 1s] [-cpuprofile kmsring.pprof]
 //	cd compat/bench && go run . -servers kmsring,serve,do-nothing -ops GenerateDataKey
+//	cd compat/bench && go run . -servers serve=OLD,serve,do-nothing -ops GenerateDataKey -rounds 5 -duration 1s
 package main
 
 import (
@@ -59,6 +60,7 @@ func main() {
 	servers := flag.String("servers", "local-kms,kmsring,do-nothing", "the servers to drive, in order: local-kms, kmsring (the endpoint in a child process, set up as serve sets it up), serve (the kmsring serve binary built from this checkout; serve=PATH runs the binary PATH, such as one built from another commit), do-nothing")
 	ops := flag.String("ops", "GenerateDataKey,Decrypt", "the operations")
 	clientCounts := flag.String("clients", "1,16", "the numbers of concurrent clients")
+	rounds := flag.Int("rounds", 1, "run each phase this many times, the servers taking turns, and sum them: on a shared machine, load that comes and goes then weighs on every server alike")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "kmsring-bench")
@@ -91,7 +93,7 @@ func main() {
 		counts = append(counts, n)
 	}
 
-	fmt.Printf("CPU: %s, %d cores; Go %s; %s per phase after %s of warm-up; load average %s\n\n", cpuModel(), numCPU(), goVersion(), *duration, *warmup, loadAverage())
+	fmt.Printf("CPU: %s, %d cores; Go %s; %d x %s per phase after %s of warm-up; load average %s\n\n", cpuModel(), numCPU(), goVersion(), *rounds, *duration, *warmup, loadAverage())
 	fmt.Println("| server | operation | clients | calls/s | p50 | p99 | server CPU s | calls per server-CPU s |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
 	type key struct {
@@ -103,8 +105,14 @@ func main() {
 	p50s := map[key]time.Duration{}
 	for _, op := range strings.Split(*ops, ",") {
 		for _, clients := range counts {
-			for _, s := range children {
-				r := s.run(op, clients, *warmup, *duration)
+			results := make([]result, len(children))
+			for range max(*rounds, 1) {
+				for i, s := range children {
+					results[i] = results[i].add(s.run(op, clients, *warmup, *duration))
+				}
+			}
+			for i, s := range children {
+				r := results[i]
 				fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %.2f | %.0f |\n", s.name, op, clients, r.rate(), r.p(50), r.p(99), r.cpu.Seconds(), r.perCPU())
 				perCPU[key{op, clients, s.name}] = r.perCPU()
 				p50s[key{op, clients, s.name}] = r.p(50)
@@ -257,6 +265,13 @@ type result struct {
 	lat   []time.Duration
 }
 
+// add sums two runs of one phase.
+func (r result) add(o result) result {
+	lat := append(r.lat, o.lat...)
+	slices.Sort(lat)
+	return result{calls: r.calls + o.calls, wall: r.wall + o.wall, cpu: r.cpu + o.cpu, lat: lat}
+}
+
 func (r result) rate() float64   { return float64(r.calls) / r.wall.Seconds() }
 func (r result) perCPU() float64 { return float64(r.calls) / r.cpu.Seconds() }
 func (r result) p(q int) time.Duration {
@@ -307,6 +322,11 @@ func (c *child) drive(op string, n int, d time.Duration, lats [][]time.Duration)
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	check(err)
+	return statCPU(b)
+}
+
+// statCPU reads utime + stime from the bytes of /proc/PID/stat.
+func statCPU(b []byte) time.Duration {
 	// Fields after the command name, which is in parentheses.
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
 	utime, err := strconv.ParseInt(f[11], 10, 64)

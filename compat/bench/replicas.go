@@ -54,8 +54,8 @@ func replicas(args []string) {
 	}
 	fmt.Printf("CPU: %s, %d cores; %d clients; %s per phase; load average at start: %s\n\n",
 		cpuModel(), numCPU(), *clients, *duration, loadAvg())
-	fmt.Println("| replicas | GenerateDataKey/s | errors | commits | rollbacks | rollback % | audit verify | GDK records = calls |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---|---|")
+	fmt.Println("| replicas | GenerateDataKey/s | errors | commits | rollbacks | rollback % | audit verify | GDK records = calls | CPU µs per call: replicas, PostgreSQL, clients |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---|---|---|")
 	for _, r := range []int{1, *n} {
 		replicaPhase(*bin, *pg, *db, r, *clients, *duration)
 	}
@@ -94,6 +94,15 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 		kcs = append(kcs, newClient(url, ak.AccessKey.AccessKeyId, ak.AccessKey.SecretAccessKey))
 	}
 	commits0, rollbacks0 := xactStats(pg, db)
+	// Where the cores went: the replicas, every PostgreSQL process, and
+	// this process (the clients).
+	serveCPU := func() (d time.Duration) {
+		for _, p := range procs {
+			d += cpuTime(p.Process.Pid)
+		}
+		return d
+	}
+	serve0, pg0, self0 := serveCPU(), postgresCPU(), cpuTime(os.Getpid())
 	// Calls in flight at the end are waited for, not cancelled, so that
 	// every call the servers completed is counted.
 	ctx, deadline := context.Background(), time.Now().Add(d)
@@ -115,6 +124,7 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 	}
 	wg.Wait()
 	wall := time.Since(start)
+	serve1, pg1, self1 := serveCPU(), postgresCPU(), cpuTime(os.Getpid())
 	for _, p := range procs {
 		p.Process.Signal(syscall.SIGTERM)
 	}
@@ -133,8 +143,28 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 	if records != calls.Load() {
 		equal = fmt.Sprintf("NO: %d records, %d calls", records, calls.Load())
 	}
-	fmt.Printf("| %d | %.0f | %d | %d | %d | %.2f | %s | %s |\n", n, float64(calls.Load())/wall.Seconds(), errs.Load(),
-		commits, rollbacks, 100*float64(rollbacks)/float64(max(commits+rollbacks, 1)), verify, equal)
+	perCall := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(calls.Load(), 1)) }
+	fmt.Printf("| %d | %.0f | %d | %d | %d | %.2f | %s | %s | %.1f, %.1f, %.1f |\n", n, float64(calls.Load())/wall.Seconds(), errs.Load(),
+		commits, rollbacks, 100*float64(rollbacks)/float64(max(commits+rollbacks, 1)), verify, equal,
+		perCall(serve1-serve0), perCall(pg1-pg0), perCall(self1-self0))
+}
+
+// postgresCPU is the CPU time of every process named postgres.
+func postgresCPU() (d time.Duration) {
+	ents, err := os.ReadDir("/proc")
+	check(err)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+				d += statCPU(b)
+			}
+		}
+	}
+	return d
 }
 
 // xactStats returns the transactions committed and rolled back in db.
