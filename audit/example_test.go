@@ -8,6 +8,7 @@ import (
 	"github.com/kmsring/kmsring/audit"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store/memstore"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Which version did GenerateDataKey use before and after a rotation? The
@@ -98,4 +99,22 @@ func ExampleWithMAC() {
 	// Output:
 	// 2 records verified: <nil>
 	// audit: the log is keyed: verify it with the audit chain key (VerifyWithMAC) (record 1 carries a MAC)
+}
+
+// A key per tenant: the per-key counters keep the keys used most recently.
+func ExampleWithMaxKeySeries() {
+	ctx := context.Background()
+	c := audit.NewCollector(audit.WithMaxKeySeries(2))
+	for _, tenant := range []string{"t1", "t2", "t3"} {
+		k, err := keyring.New(ctx, keyring.WithAuditor(c), keyring.WithDescription("key of "+tenant))
+		if err != nil {
+			log.Fatal(err)
+		}
+		if _, err := k.GenerateDataKey(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println(testutil.CollectAndCount(c, "kmsring_operations_total"))
+	// Output:
+	// 4
 }
