@@ -445,30 +445,48 @@ const (
 	macSuffix = len(macField) + 2*sha256.Size + len(`"}`)
 )
 
-// seal returns the stored bytes of r in a keyed log: its JSON without MAC,
-// then the MAC of those bytes as a last field. r.MAC is set.
-func (r *Record) seal(mac func() hash.Hash) []byte {
+// seal appends the stored bytes of r in a keyed log to b: its JSON
+// without MAC, then the MAC of those bytes as a last field. h is the MAC
+// (it is reset first); sum holds its output between records. r.MAC is
+// set.
+func (r *Record) seal(b []byte, h hash.Hash, sum *[]byte) []byte {
 	r.MAC = ""
-	body := r.marshal()
-	r.MAC = hex.EncodeToString(sum(mac, body))
-	return append(body[:len(body)-1], macField+r.MAC+`"}`...)
+	start := len(b)
+	b = r.appendJSON(b)
+	h.Reset()
+	h.Write(b[start:])
+	*sum = h.Sum((*sum)[:0])
+	b = append(b[:len(b)-1], macField...)
+	b = hex.AppendEncode(b, *sum)
+	r.MAC = string(b[len(b)-hex.EncodedLen(len(*sum)):])
+	return append(b, `"}`...)
 }
 
 // splitMAC splits the stored bytes of a keyed record into the bytes its MAC
 // covers and the MAC; ok is false for a record without one.
 func splitMAC(data []byte) (body []byte, tag string, ok bool) {
-	n := len(data) - macSuffix
-	if n < 1 || string(data[n:n+len(macField)]) != macField || string(data[len(data)-2:]) != `"}` {
+	n, ok := macAt(data)
+	if !ok {
 		return nil, "", false
 	}
 	return append(bytes.Clone(data[:n]), '}'), string(data[n+len(macField) : len(data)-2]), true
 }
 
+// macAt returns where the last field of a keyed record's stored bytes
+// starts; ok is false for a record without one.
+func macAt(data []byte) (n int, ok bool) {
+	n = len(data) - macSuffix
+	if n < 1 || string(data[n:n+len(macField)]) != macField || string(data[len(data)-2:]) != `"}` {
+		return 0, false
+	}
+	return n, true
+}
+
 // link is what the next record's Prev holds: a keyed record's MAC, or the
 // hash of an unkeyed record's bytes.
 func link(data []byte) string {
-	if _, tag, ok := splitMAC(data); ok {
-		return tag
+	if n, ok := macAt(data); ok {
+		return string(data[n+len(macField) : len(data)-2])
 	}
 	return chainHash(data)
 }
