@@ -167,6 +167,34 @@ func TestSealMatchesMAC(t *testing.T) {
 	}
 }
 
+// TestEncoderKeepsBytes: the bytes encode returns stay the record's own
+// while later records, small and past a chunk's size, are encoded, and
+// each links the next as link reads it back, keyed or not.
+func TestEncoderKeepsBytes(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		var e encoder
+		if keyed {
+			e.mac = hmac.New(sha256.New, bytes.Repeat([]byte{7}, 32))
+		}
+		var recs []Record
+		var datas [][]byte
+		prev := ""
+		for i := range 300 {
+			r := benchRecord()
+			r.ChainSeq, r.Prev = uint64(i+1), prev
+			r.Principal = strings.Repeat("p", (i*i*37)%(encodeChunk+1000))
+			data, next := e.encode(&r)
+			assert.Equal(t, link(data), next, "record %d's link", i)
+			recs, datas, prev = append(recs, r), append(datas, data), next
+		}
+		for i, r := range recs {
+			want, err := json.Marshal(&r)
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(datas[i]), "keyed %v: record %d's bytes after later records", keyed, i)
+		}
+	}
+}
+
 // fuzzFlags choose, in FuzzRecordJSON, between nil and empty maps and
 // lists.
 const (
