@@ -88,6 +88,15 @@ func recordVectors() map[string]Record {
 	}
 }
 
+// skipJSONV2 skips a test that holds appendJSON to json.Marshal's bytes
+// when encoding/json is not the one the stored format follows.
+// TestRecordJSONPinned still runs.
+func skipJSONV2(t testing.TB) {
+	if jsonV2 {
+		t.Skip("GOEXPERIMENT=jsonv2: encoding/json no longer writes the stored format's bytes (invalid UTF-8)")
+	}
+}
+
 func mustLoadLocation(name string) *time.Location {
 	loc, err := time.LoadLocation(name)
 	if err != nil {
@@ -99,6 +108,7 @@ func mustLoadLocation(name string) *time.Location {
 // TestRecordJSONMatchesEncodingJSON: appendJSON writes exactly the bytes
 // json.Marshal writes for every golden record, after any prefix.
 func TestRecordJSONMatchesEncodingJSON(t *testing.T) {
+	skipJSONV2(t)
 	for name, r := range recordVectors() {
 		t.Run(name, func(t *testing.T) {
 			want, err := json.Marshal(&r)
@@ -126,6 +136,7 @@ func TestRecordJSONPinned(t *testing.T) {
 // panic as it always has, with the same message, and leaves the bytes
 // before it alone.
 func TestRecordJSONRefusedTimes(t *testing.T) {
+	skipJSONV2(t)
 	for _, tm := range []time.Time{
 		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -143,6 +154,7 @@ func TestRecordJSONRefusedTimes(t *testing.T) {
 // last field, the same bytes json.Marshal writes with MAC set, and one
 // reset MAC serves record after record.
 func TestSealMatchesMAC(t *testing.T) {
+	skipJSONV2(t)
 	key := bytes.Repeat([]byte{7}, 32)
 	h := hmac.New(sha256.New, key)
 	var sum, buf []byte
@@ -279,6 +291,7 @@ func FuzzRecordJSON(f *testing.F) {
 			r.Operation, r.KeyID, r.Origin, r.Alias, r.Principal, r.Outcome, r.ErrorClass, r.Chain, r.Prev, r.MAC,
 			flags, packMap(r.EncryptionContext), packStrings(r.EncryptionContextKeys), packMap(r.SourceEncryptionContext), packStrings(r.SourceEncryptionContextKeys))
 	}
+	skipJSONV2(f)
 	f.Fuzz(func(t *testing.T, seq uint64, sec, nanos int64, offset int32, version, prevVersion uint32, amends, chainSeq uint64,
 		op, keyID, origin, alias, principal, outcome, errClass, chain, prev, mac string,
 		flags uint8, ec, ecKeys, src, srcKeys string) {
