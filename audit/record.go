@@ -252,7 +252,8 @@ func (r *Record) marshal() []byte { return r.appendJSON(nil) }
 // json.Marshal refuses (a year outside [0,9999], a zone offset of 24
 // hours or more) is handed to json.Marshal, which fails as it always has:
 // appendJSON panics. recordjson_test.go and FuzzRecordJSON hold the two
-// to the same bytes.
+// to the same bytes; a field added to Record must be added here, and to
+// the "every field" record and FuzzRecordJSON there.
 func (r *Record) appendJSON(b []byte) []byte {
 	start := len(b)
 	b = append(b, `{"seq":`...)
