@@ -121,6 +121,40 @@ type Logger struct {
 	lastErr   error
 	lost      int
 	closeErr  error
+	enc       encoder
+}
+
+// encoder writes records' stored bytes. The writer goroutine owns it.
+type encoder struct {
+	mac hash.Hash // the chain's MAC, reset for each record; nil: unkeyed
+	sum []byte    // the last record's MAC
+	buf []byte    // the records' bytes, and free space for the next ones
+}
+
+// Sizes of encoder.buf: records are written into chunks of encodeChunk
+// bytes, and a new chunk starts when less than encodeSpare is free (a
+// record that outgrows it moves, with its chunk, to a larger one).
+const (
+	encodeChunk = 64 << 10
+	encodeSpare = 4 << 10
+)
+
+// encode returns r's stored bytes (sealed in a keyed log) and its link,
+// what the next record's Prev holds. The bytes are r's own: later records
+// never overwrite them.
+func (e *encoder) encode(r *Record) (data []byte, next string) {
+	if cap(e.buf)-len(e.buf) < encodeSpare {
+		e.buf = make([]byte, 0, encodeChunk)
+	}
+	start := len(e.buf)
+	if e.mac != nil {
+		e.buf = r.seal(e.buf, e.mac, &e.sum)
+		next = r.MAC // link(data), without parsing it back
+	} else {
+		e.buf = r.appendJSON(e.buf)
+		next = link(e.buf[start:])
+	}
+	return e.buf[start:len(e.buf):len(e.buf)], next
 }
 
 type item struct {
@@ -174,6 +208,9 @@ func New(opts ...Option) *Logger {
 	l.maxBackoff = 5 * time.Second
 	if l.failClosed {
 		l.maxBackoff = min(l.maxBackoff, max(l.bound/2, 10*time.Millisecond))
+	}
+	if l.mac != nil {
+		l.enc.mac = l.mac()
 	}
 	l.queue = make(chan item, l.queueSize)
 	go l.run()
@@ -504,13 +541,8 @@ func (l *Logger) append(ctx context.Context, recs []Record) error {
 			seq++
 			recs[i].Seq, recs[i].Prev = seq, prev
 			var data []byte
-			if l.mac != nil {
-				data = recs[i].seal(l.mac)
-			} else {
-				data = recs[i].marshal()
-			}
+			data, prev = l.enc.encode(&recs[i])
 			entries[i] = store.AuditEntry{Seq: seq, Time: recs[i].Time, KeyID: recs[i].KeyID, Operation: recs[i].Operation, Data: data}
-			prev = link(data)
 		}
 		err := l.store.AppendAudit(ctx, entries)
 		if errors.Is(err, store.ErrConflict) {
@@ -544,13 +576,8 @@ func (l *Logger) appendChain(ctx context.Context, sq store.AuditSequencer, recs 
 		n++
 		recs[i].Seq, recs[i].Chain, recs[i].ChainSeq, recs[i].Prev = 0, l.chain, n, prev
 		var data []byte
-		if l.mac != nil {
-			data = recs[i].seal(l.mac)
-		} else {
-			data = recs[i].marshal()
-		}
+		data, prev = l.enc.encode(&recs[i])
 		entries[i] = store.AuditEntry{Time: recs[i].Time, KeyID: recs[i].KeyID, Operation: recs[i].Operation, Data: data}
-		prev = link(data)
 	}
 	first, err := sq.AppendAuditNext(ctx, entries)
 	if err != nil {

@@ -65,7 +65,9 @@ import (
 	"hash"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
@@ -241,13 +243,195 @@ func (r Record) amendment() Record {
 
 // marshal returns the stored bytes of r: JSON, map keys sorted, so the
 // same record always has the same bytes.
-func (r *Record) marshal() []byte {
+func (r *Record) marshal() []byte { return r.appendJSON(nil) }
+
+// appendJSON appends r's stored bytes to b: exactly what json.Marshal(r)
+// returns, which older releases stored and which the chain's hashes and
+// MACs cover, but written field by field instead of by reflection (the
+// audit writer marshals every record an operation makes). A time
+// json.Marshal refuses (a year outside [0,9999], a zone offset of 24
+// hours or more) is handed to json.Marshal, which fails as it always has:
+// appendJSON panics. recordjson_test.go and FuzzRecordJSON hold the two
+// to the same bytes; a field added to Record must be added here, and to
+// the "every field" record and FuzzRecordJSON there.
+func (r *Record) appendJSON(b []byte) []byte {
+	start := len(b)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"time":"`...)
+	t, err := r.Time.AppendText(b)
+	if err != nil {
+		return append(b[:start], r.reflectJSON()...)
+	}
+	b = append(t, `","operation":`...)
+	b = appendString(b, r.Operation)
+	b = append(b, `,"key_id":`...)
+	b = appendString(b, r.KeyID)
+	if r.Version != 0 {
+		b = append(b, `,"version":`...)
+		b = strconv.AppendUint(b, uint64(r.Version), 10)
+	}
+	if r.PreviousVersion != 0 {
+		b = append(b, `,"previous_version":`...)
+		b = strconv.AppendUint(b, uint64(r.PreviousVersion), 10)
+	}
+	b = appendStringField(b, `,"origin":`, r.Origin)
+	b = appendStringField(b, `,"alias":`, r.Alias)
+	b = appendStringField(b, `,"principal":`, r.Principal)
+	b = appendMapField(b, `,"encryption_context":`, r.EncryptionContext)
+	b = appendListField(b, `,"encryption_context_keys":`, r.EncryptionContextKeys)
+	b = appendMapField(b, `,"source_encryption_context":`, r.SourceEncryptionContext)
+	b = appendListField(b, `,"source_encryption_context_keys":`, r.SourceEncryptionContextKeys)
+	b = append(b, `,"outcome":`...)
+	b = appendString(b, r.Outcome)
+	b = appendStringField(b, `,"error_class":`, r.ErrorClass)
+	if r.Amends != 0 {
+		b = append(b, `,"amends":`...)
+		b = strconv.AppendUint(b, r.Amends, 10)
+	}
+	b = appendStringField(b, `,"chain":`, r.Chain)
+	if r.ChainSeq != 0 {
+		b = append(b, `,"chain_seq":`...)
+		b = strconv.AppendUint(b, r.ChainSeq, 10)
+	}
+	b = appendStringField(b, `,"prev":`, r.Prev)
+	b = appendStringField(b, `,"mac":`, r.MAC)
+	return append(b, '}')
+}
+
+// reflectJSON is json.Marshal(r), for the records appendJSON does not
+// write itself.
+func (r *Record) reflectJSON() []byte {
 	b, err := json.Marshal(r)
 	if err != nil {
 		panic("audit: marshal record: " + err.Error())
 	}
 	return b
 }
+
+// appendStringField appends the field name and s, unless s is empty
+// (omitempty).
+func appendStringField(b []byte, name, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return appendString(append(b, name...), s)
+}
+
+// appendListField appends the field name and list as a JSON array,
+// unless list is empty (omitempty).
+func appendListField(b []byte, name string, list []string) []byte {
+	if len(list) == 0 {
+		return b
+	}
+	b = append(b, name...)
+	for i, s := range list {
+		b = append(b, separator(i, '['))
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendMapField appends the field name and m as a JSON object, its keys
+// in sorted order as encoding/json writes them, unless m is empty
+// (omitempty).
+func appendMapField(b []byte, name string, m map[string]string) []byte {
+	if len(m) == 0 {
+		return b
+	}
+	var small [16]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, name...)
+	for i, k := range keys {
+		b = append(b, separator(i, '{'))
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, m[k])
+	}
+	return append(b, '}')
+}
+
+// separator is what precedes element i of an array or object that open
+// starts.
+func separator(i int, open byte) byte {
+	if i == 0 {
+		return open
+	}
+	return ','
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json
+// escapes it (with its default HTML escaping): '"' and '\\' after a
+// backslash; \b, \f, \n, \r and \t in their short forms; other bytes below
+// 0x20, '<', '>' and '&' as \u00XX (lowercase hex); U+2028 and U+2029 as
+// \u2028 and \u2029; each byte of invalid UTF-8 as \ufffd.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if jsonSafe[c] {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', lowerHex[c>>4], lowerHex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', lowerHex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+const lowerHex = "0123456789abcdef"
+
+// jsonSafe marks the ASCII bytes appendString copies as they are: all but
+// control characters, '"', '\\', '<', '>' and '&'. DEL (0x7f) is safe.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()
 
 // chainHash is what the next record's Prev holds in an unkeyed log.
 func chainHash(data []byte) string {
@@ -262,30 +446,48 @@ const (
 	macSuffix = len(macField) + 2*sha256.Size + len(`"}`)
 )
 
-// seal returns the stored bytes of r in a keyed log: its JSON without MAC,
-// then the MAC of those bytes as a last field. r.MAC is set.
-func (r *Record) seal(mac func() hash.Hash) []byte {
+// seal appends the stored bytes of r in a keyed log to b: its JSON
+// without MAC, then the MAC of those bytes as a last field. h is the MAC
+// (it is reset first); sum holds its output between records. r.MAC is
+// set.
+func (r *Record) seal(b []byte, h hash.Hash, sum *[]byte) []byte {
 	r.MAC = ""
-	body := r.marshal()
-	r.MAC = hex.EncodeToString(sum(mac, body))
-	return append(body[:len(body)-1], macField+r.MAC+`"}`...)
+	start := len(b)
+	b = r.appendJSON(b)
+	h.Reset()
+	h.Write(b[start:])
+	*sum = h.Sum((*sum)[:0])
+	b = append(b[:len(b)-1], macField...)
+	b = hex.AppendEncode(b, *sum)
+	r.MAC = string(b[len(b)-hex.EncodedLen(len(*sum)):])
+	return append(b, `"}`...)
 }
 
 // splitMAC splits the stored bytes of a keyed record into the bytes its MAC
 // covers and the MAC; ok is false for a record without one.
 func splitMAC(data []byte) (body []byte, tag string, ok bool) {
-	n := len(data) - macSuffix
-	if n < 1 || string(data[n:n+len(macField)]) != macField || string(data[len(data)-2:]) != `"}` {
+	n, ok := macAt(data)
+	if !ok {
 		return nil, "", false
 	}
 	return append(bytes.Clone(data[:n]), '}'), string(data[n+len(macField) : len(data)-2]), true
 }
 
+// macAt returns where the last field of a keyed record's stored bytes
+// starts; ok is false for a record without one.
+func macAt(data []byte) (n int, ok bool) {
+	n = len(data) - macSuffix
+	if n < 1 || string(data[n:n+len(macField)]) != macField || string(data[len(data)-2:]) != `"}` {
+		return 0, false
+	}
+	return n, true
+}
+
 // link is what the next record's Prev holds: a keyed record's MAC, or the
 // hash of an unkeyed record's bytes.
 func link(data []byte) string {
-	if _, tag, ok := splitMAC(data); ok {
-		return tag
+	if n, ok := macAt(data); ok {
+		return string(data[n+len(macField) : len(data)-2])
 	}
 	return chainHash(data)
 }

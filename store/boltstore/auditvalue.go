@@ -30,11 +30,22 @@ type auditDoc struct {
 // JSON one for a time Unix nanoseconds cannot hold (before 1678, after
 // 2262).
 func encodeAudit(e store.AuditEntry) ([]byte, error) {
+	return appendAudit(make([]byte, 0, auditSize(e)), e)
+}
+
+// auditSize bounds the size of e's stored value in the compact form.
+func auditSize(e store.AuditEntry) int {
+	return 1 + 8 + 2*binary.MaxVarintLen64 + len(e.KeyID) + len(e.Operation) + len(e.Data)
+}
+
+// appendAudit appends the stored value of e to b, as encodeAudit returns
+// it.
+func appendAudit(b []byte, e store.AuditEntry) ([]byte, error) {
 	ns := e.Time.UnixNano()
 	if !time.Unix(0, ns).Equal(e.Time) {
-		return json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
+		v, err := json.Marshal(auditDoc{Time: e.Time, KeyID: e.KeyID, Operation: e.Operation, Data: e.Data})
+		return append(b, v...), err
 	}
-	b := make([]byte, 0, 1+8+2*binary.MaxVarintLen64+len(e.KeyID)+len(e.Operation)+len(e.Data))
 	b = append(b, auditCompact)
 	b = binary.BigEndian.AppendUint64(b, uint64(ns))
 	b = binary.AppendUvarint(b, uint64(len(e.KeyID)))

@@ -599,6 +599,9 @@ func (s *Store) List(ctx context.Context) (ids []string, err error) {
 
 func seqKey(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
+// seqKeySize is the size of a seqKey.
+const seqKeySize = 8
+
 // AppendAudit implements [store.AuditLog].
 func (s *Store) AppendAudit(ctx context.Context, entries []store.AuditEntry) error {
 	return s.do(ctx, true, func(tx *bolt.Tx) error {
@@ -621,12 +624,22 @@ func putAudit(tx *bolt.Tx, first uint64, entries []store.AuditEntry) error {
 	// Sequence numbers only grow: fill pages rather than split them in
 	// half.
 	b.FillPercent = 1
+	// One buffer holds every key and value (bbolt keeps them, unchanged,
+	// until the transaction ends) instead of two allocations per entry.
+	n := 0
+	for _, e := range entries {
+		n += seqKeySize + auditSize(e)
+	}
+	buf := make([]byte, 0, n)
 	for i, e := range entries {
-		v, err := encodeAudit(e)
-		if err != nil {
+		start := len(buf)
+		buf = binary.BigEndian.AppendUint64(buf, first+uint64(i))
+		var err error
+		if buf, err = appendAudit(buf, e); err != nil {
 			return err
 		}
-		if err := b.Put(seqKey(first+uint64(i)), v); err != nil {
+		k, v := buf[start:start+seqKeySize:start+seqKeySize], buf[start+seqKeySize:len(buf):len(buf)]
+		if err := b.Put(k, v); err != nil {
 			return err
 		}
 	}
