@@ -264,3 +264,62 @@ func TestAttackDueIndexFloodStarvesRealKeys(t *testing.T) {
 	require.Len(t, rotated, 1, "the real key rotated, once, within a few passes")
 	assert.Equal(t, real.ID(), rotated[0].KeyID)
 }
+
+// gateIndex is a memstore whose due index query waits, once armed, until
+// the test lets it go: a pass caught in the middle.
+type gateIndex struct {
+	*memstore.Store
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *gateIndex) ListDue(ctx context.Context, through time.Time, after store.DueEntry, limit int) ([]store.DueEntry, error) {
+	es, err := s.Store.ListDue(ctx, through, after, limit)
+	if s.armed.CompareAndSwap(true, false) {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return es, err
+}
+
+// A Wake that comes while a pass runs is not lost: the key another
+// process made during the pass, already due, is rotated without waiting
+// for the refresh interval (the clock never moves here).
+func TestWakeDuringPassIsKept(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	clk := clockwork.NewFakeClockAt(epoch)
+	st := &gateIndex{Store: memstore.New(), entered: make(chan struct{}), release: make(chan struct{})}
+	set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk))
+	require.NoError(t, err)
+	got := make(chan rotation.Event, 10)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set),
+		rotation.WithRefreshInterval(10000*day), rotation.WithOnRotate(func(e rotation.Event) { got <- e }))
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	require.NoError(t, clk.BlockUntilContext(ctx, 1)) // the first pass is over
+
+	// The next pass stops once it has read the due index; meanwhile a
+	// key is made, already due (made an hour before, with a period of an
+	// hour), and Wake is called.
+	st.armed.Store(true)
+	s.Wake()
+	<-st.entered
+	before := clockwork.NewFakeClockAt(epoch.Add(-time.Hour))
+	k := makeKeys(t, st.Store, before, 1, keyring.WithRotationPeriod(time.Hour))[0]
+	s.Wake()
+	close(st.release)
+
+	// Once the scheduler sleeps on the clock again (its first wait is
+	// still registered: two), the key has been rotated.
+	require.NoError(t, clk.BlockUntilContext(ctx, 2))
+	select {
+	case e := <-got:
+		assert.Equal(t, k.ID(), e.KeyID)
+	default:
+		t.Fatal("the Wake during the pass was lost: the scheduler sleeps with a due key")
+	}
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+}

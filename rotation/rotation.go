@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kmsring/kmsring/keyring"
@@ -116,6 +117,10 @@ type Scheduler struct {
 	reported     map[string]time.Time // key ID -> the due time reported overdue
 
 	wake chan struct{} // buffered; a schedule changed in this process
+	// woken is set by Wake and cleared as a pass starts: a Wake during a
+	// pass (news the pass may have missed) is kept apart from the wake
+	// signals of the pass's own rotations, which are dropped.
+	woken atomic.Bool
 
 	mu    sync.Mutex
 	keys  []*keyring.Keyring
@@ -185,7 +190,10 @@ func (s *Scheduler) Remove(k *keyring.Keyring) {
 // Wake makes Run look at its keys, and at the due index of its set, at
 // once: for a caller that changed a key's schedule through a handle the
 // scheduler does not hold.
-func (s *Scheduler) Wake() { s.signal() }
+func (s *Scheduler) Wake() {
+	s.woken.Store(true)
+	s.signal()
+}
 
 func (s *Scheduler) signal() {
 	select {
@@ -312,6 +320,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				}
 			}
 		}
+		s.woken.Store(false)
 		p := s.runOnce(ctx)
 		events, err := p.events, errors.Join(p.errs...)
 		// RunOnce's own rotations signalled wake; the wait below
@@ -359,6 +368,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			} else if !next.IsZero() {
 				wait = min(wait, next.Sub(now))
 			}
+		}
+		if s.woken.Load() {
+			// Woken during the pass, perhaps about a key made after it
+			// read the due index and already due: look again now.
+			continue
 		}
 		wait = max(wait, time.Millisecond)
 		select {

@@ -137,7 +137,7 @@ type Volatile interface {
 // LISTEN/NOTIFY). A process that caches many records (such as the
 // KMS-compatible endpoint) uses it to drop what changed within
 // milliseconds rather than polling each record. fn is called for each
-// committed Update with the record's key ID, and with "" once it is
+// committed Create and Update with the record's key ID, and with "" once it is
 // listening and whenever changes may have been missed (after the store
 // reconnects): then anything may have changed. fn runs on the store's listener and must not block; stop ends
 // the calls.

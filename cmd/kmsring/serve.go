@@ -16,6 +16,7 @@ import (
 
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/kmsapi"
+	"github.com/kmsring/kmsring/store"
 	"github.com/kmsring/kmsring/store/boltstore"
 	"github.com/spf13/cobra"
 )
@@ -247,8 +248,13 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, log
 	defer stop()
 	wg.Go(func() { keys.run(bg) })
 	// Changes other processes make (PostgreSQL's notifications) reach
-	// the handler's caches at once.
+	// the handler's caches and the scheduler at once: a key created or
+	// rescheduled by another replica is looked at now, not at the next
+	// refresh.
 	wg.Go(func() { h.Watch(bg) })
+	if feed, ok := a.st.(store.ChangeFeed); ok {
+		defer feed.Changes(keys.changed)()
+	}
 
 	served := make(chan error, 1)
 	go func() {

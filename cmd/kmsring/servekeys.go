@@ -20,8 +20,9 @@ var serveRefresh = rotation.DefaultRefreshInterval
 // due keys from the store's due index and loads them through a
 // keyring.Set bounded by --max-loaded-keys (the handler's keys are inside
 // kmsapi). A change the handler makes to a key's schedule wakes the
-// scheduler at once; changes made by other processes are seen within the
-// refresh interval.
+// scheduler at once, and so does one another process makes, through the
+// control socket or, on PostgreSQL, the store's change feed; without
+// either, the refresh interval bounds how late it is seen.
 type serveKeys struct {
 	clock keyring.Clock
 	set   *keyring.Set
@@ -93,8 +94,9 @@ func (s *serveKeys) run(ctx context.Context) {
 	}
 }
 
-// changed tells the scheduler that another command changed key id through
-// the control socket, without blocking: it looks at the due index again.
+// changed tells the scheduler that another process changed key id (a
+// command through the control socket, a replica through the store's change
+// feed), without blocking: it looks at the due index again.
 func (s *serveKeys) changed(id string) {
 	if keyring.IsReserved(id) {
 		return // an access key, the store key: not a key to schedule

@@ -15,7 +15,7 @@
 //
 // Update is a compare-and-swap on the record's revision in a transaction:
 // of any number of replicas updating the same key from the same revision,
-// exactly one commits. Every committed update sends a NOTIFY on the
+// exactly one commits. Every committed create and update sends a NOTIFY on the
 // kmsring_changes channel with the key ID; [Store.Notify] delivers them (a
 // listener connection is kept open while anyone listens), so that
 // keyring.Keyring.Watch refreshes within milliseconds of a change made by
@@ -294,7 +294,13 @@ func (s *Store) Create(ctx context.Context, rec store.Record, versions []store.V
 			if err := putAliases(ctx, tx, rec); err != nil {
 				return err
 			}
-			return putVersions(ctx, tx, rec.KeyID, versions)
+			if err := putVersions(ctx, tx, rec.KeyID, versions); err != nil {
+				return err
+			}
+			// A new key is news too: another process's scheduler looks
+			// at its dates now, not at its next refresh.
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, rec.KeyID)
+			return err
 		})
 	})
 	if err != nil {

@@ -291,8 +291,10 @@ func testClose(t *testing.T, st store.Store) {
 }
 
 // testChangeFeed: a store.ChangeFeed calls its subscriber with "" once it
-// listens, then with the key ID of every committed Update. Other stores
-// sharing a database may be heard too: the key ID here is this run's own.
+// listens, then with the key ID of every committed Create and Update (a
+// key made by another process is news too: a scheduler must look at its
+// dates). Other stores sharing a database may be heard too: the key IDs
+// here are this run's own.
 func testChangeFeed(t *testing.T, st store.Store) {
 	feed := capability[store.ChangeFeed](t, st, "reports no changes")
 	ctx := t.Context()
@@ -312,6 +314,10 @@ func testChangeFeed(t *testing.T, st store.Store) {
 	_, err = st.Update(ctx, r, nil)
 	require.NoError(t, err)
 	for <-got != id {
+	}
+	_, err = st.Create(ctx, rec(id+"-new"), []store.Version{ver(1)})
+	require.NoError(t, err)
+	for <-got != id+"-new" {
 	}
 }
 
