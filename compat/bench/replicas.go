@@ -31,7 +31,7 @@ import (
 //
 //	cd compat/bench && go run . replicas -kmsring /path/to/kmsring \
 //	    [-pg postgres://postgres@127.0.0.1:5432] [-db kmsring_replicas] \
-//	    [-replicas 3] [-clients 12] [-duration 10s]
+//	    [-replicas 3] [-clients 12] [-duration 10s] [-gomaxprocs N]
 //
 // It drops and recreates the database -db (psql must be on PATH).
 func replicas(args []string) {
@@ -42,6 +42,7 @@ func replicas(args []string) {
 	n := fs.Int("replicas", 3, "replicas in the second phase")
 	clients := fs.Int("clients", 12, "clients in each phase, spread over the replicas")
 	duration := fs.Duration("duration", 10*time.Second, "measured time of each phase")
+	replicaProcs := fs.Int("gomaxprocs", 0, "run each replica with GOMAXPROCS=N (0: Go's default, every core)")
 	bolt := fs.Bool("bolt", false, "instead: one replica on the embedded store, and the audit bucket's bytes per GenerateDataKey record")
 	check(fs.Parse(args))
 	if *bolt && *bin != "" {
@@ -57,11 +58,11 @@ func replicas(args []string) {
 	fmt.Println("| replicas | GenerateDataKey/s | errors | commits | rollbacks | rollback % | audit verify | GDK records = calls | CPU µs per call: replicas, PostgreSQL, clients |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---|---|---|")
 	for _, r := range []int{1, *n} {
-		replicaPhase(*bin, *pg, *db, r, *clients, *duration)
+		replicaPhase(*bin, *pg, *db, r, *clients, *duration, *replicaProcs)
 	}
 }
 
-func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
+func replicaPhase(bin, pg, db string, n, clients int, d time.Duration, procs int) {
 	psql(pg+"/postgres", "DROP DATABASE IF EXISTS "+db)
 	psql(pg+"/postgres", "CREATE DATABASE "+db)
 	dir, err := os.MkdirTemp("", "kmsring-replicas")
@@ -86,18 +87,18 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 	var key struct{ KeyMetadata struct{ KeyId string } }
 	check(json.Unmarshal(run("create-key"), &key))
 
-	var procs []*exec.Cmd
+	var cmds []*exec.Cmd
 	var kcs []*kms.Client
 	for range n {
-		cmd, url := startReplica(bin, global)
-		procs = append(procs, cmd)
+		cmd, url := startReplica(bin, global, procs)
+		cmds = append(cmds, cmd)
 		kcs = append(kcs, newClient(url, ak.AccessKey.AccessKeyId, ak.AccessKey.SecretAccessKey))
 	}
 	commits0, rollbacks0 := xactStats(pg, db)
 	// Where the cores went: the replicas, every PostgreSQL process, and
 	// this process (the clients).
 	serveCPU := func() (d time.Duration) {
-		for _, p := range procs {
+		for _, p := range cmds {
 			d += cpuTime(p.Process.Pid)
 		}
 		return d
@@ -125,10 +126,10 @@ func replicaPhase(bin, pg, db string, n, clients int, d time.Duration) {
 	wg.Wait()
 	wall := time.Since(start)
 	serve1, pg1, self1 := serveCPU(), postgresCPU(), cpuTime(os.Getpid())
-	for _, p := range procs {
+	for _, p := range cmds {
 		p.Process.Signal(syscall.SIGTERM)
 	}
-	for _, p := range procs {
+	for _, p := range cmds {
 		p.Wait()
 	}
 	commits1, rollbacks1 := xactStats(pg, db)
@@ -214,7 +215,7 @@ func boltBytes(bin string, clients int, d time.Duration) {
 	check(err)
 	var key struct{ KeyMetadata struct{ KeyId string } }
 	check(json.Unmarshal(out, &key))
-	cmd, url := startReplica(bin, global)
+	cmd, url := startReplica(bin, global, 0)
 	c := newClient(url, ak.AccessKey.AccessKeyId, ak.AccessKey.SecretAccessKey)
 	deadline := time.Now().Add(d)
 	var calls atomic.Int64
@@ -246,8 +247,12 @@ func boltBytes(bin string, clients int, d time.Duration) {
 	}))
 }
 
-// startServe starts `kmsring serve` on a free port and returns its URL.
-func startReplica(bin string, global []string) (*exec.Cmd, string) {
+// startReplica starts `kmsring serve` on a free port, with GOMAXPROCS=procs
+// unless procs is 0, and returns its URL.
+func startReplica(bin string, global []string, procs int) (*exec.Cmd, string) {
 	cmd := exec.Command(bin, append(global, "serve", "--addr", "127.0.0.1:0")...)
+	if procs > 0 {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
+	}
 	return cmd, listenURL(cmd)
 }
