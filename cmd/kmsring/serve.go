@@ -68,7 +68,8 @@ destructions happen at their dates, for every key in the store, including
 keys created through the endpoint or by another process sharing the store
 (found from the store's index of due dates, looked at again at least every
 minute). Keys are loaded on first use, not at start, and at most
---max-loaded-keys of them are kept (least recently used go).
+--max-loaded-keys of them are kept (least recently used go; the scheduler
+keeps at most 64 more).
 
 The first line of standard output is "listening on http://HOST:PORT" (https
 with TLS), with the port chosen when --addr ends in :0; logs go to standard
@@ -77,10 +78,11 @@ error. Beyond loopback (127.0.0.1, ::1, localhost) serve needs TLS
 requests in flight finish (10 seconds at most), the audit log is written out
 and the store closed.
 
-An embedded store file can be open in one process at a time: while serve runs
-on one, other kmsring commands cannot open it. Stop serve for them, or keep
-the keys in PostgreSQL (--store postgres://...), where the commands and any
-number of serve processes share the keys.`,
+An embedded store file is open in one process at a time: while serve runs on
+one, the other kmsring commands reach it through serve's control socket
+beside it (STORE.sock, owner only), with the same output, and their changes
+take effect in serve at once. On PostgreSQL (--store postgres://...) the
+commands and any number of serve processes share the keys directly.`,
 		Example: `  kmsring serve
   kmsring serve --addr 127.0.0.1:0
   kmsring serve --addr :8443 --tls-cert server.crt --tls-key server.key

@@ -18,8 +18,9 @@ var serveRefresh = rotation.DefaultRefreshInterval
 // serve runs, so that automatic rotations, key deletions and version
 // destructions happen at their dates. It holds no key: the scheduler finds
 // due keys from the store's due index and loads them through a
-// keyring.Set bounded by --max-loaded-keys (the handler's keys are inside
-// kmsapi). A change the handler makes to a key's schedule wakes the
+// keyring.Set of its own (the handler's keys are inside kmsapi), which
+// keeps at most schedulerLoaded of them: a pass reads each due key once, so
+// keeping more would only add to the --max-loaded-keys the handler holds. A change the handler makes to a key's schedule wakes the
 // scheduler at once, and so does one another process makes, through the
 // control socket or, on PostgreSQL, the store's change feed; without
 // either, the refresh interval bounds how late it is seen.
@@ -36,7 +37,7 @@ func (a *app) newServeKeys(ctx context.Context, logger *slog.Logger, maxLoaded i
 			clock = c
 		}
 	}
-	set, err := keyring.OpenSet(ctx, a.st, append(a.serveOptions(clock), keyring.WithMaxLoaded(maxLoaded))...)
+	set, err := keyring.OpenSet(ctx, a.st, append(a.serveOptions(clock), keyring.WithMaxLoaded(min(maxLoaded, schedulerLoaded)))...)
 	if err != nil {
 		return nil, err
 	}
@@ -47,6 +48,10 @@ func (a *app) newServeKeys(ctx context.Context, logger *slog.Logger, maxLoaded i
 			rotation.WithRefreshInterval(serveRefresh), rotation.WithSet(set)),
 	}, nil
 }
+
+// schedulerLoaded bounds the keys serve's scheduler keeps loaded between
+// passes.
+const schedulerLoaded = 64
 
 // scheduleOps are the operations after which the scheduler must look at
 // the due index again: a new key, or a changed rotation, state or
