@@ -29,6 +29,10 @@ import (
 // controlSuffix names the socket beside the store file.
 const controlSuffix = ".sock"
 
+const maxControlRequest = 64 << 20
+
+var controlBound = func(string) {}
+
 // controlDialTimeout bounds connecting to serve's socket.
 const controlDialTimeout = 2 * time.Second
 
@@ -228,6 +232,7 @@ func listenControl(storePath string, svc *ControlService, log *slog.Logger) (sto
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	controlBound(path)
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
