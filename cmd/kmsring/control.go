@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/rpc"
 	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -207,30 +210,23 @@ func (s *ControlService) ReadAudit(q store.AuditQuery, out *CtlAudit) error {
 }
 
 // listenControl opens the control socket beside the embedded store at
-// storePath and serves svc on it until stop is called. A socket left by a
-// serve that crashed is replaced: this process holds the store's lock, so
-// no other serve answers there.
+// storePath and serves svc on it until stop is called. A socket of this
+// user left by a serve that crashed is replaced: this process holds the
+// store's lock, so no other serve answers there. Anything else at the
+// path (another user's socket, in a shared directory such as /tmp, or a
+// file that is not a socket) is left alone and named in the error.
 func listenControl(storePath string, svc *ControlService, log *slog.Logger) (stop func(), err error) {
 	path := storePath + controlSuffix
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&fs.ModeSocket == 0 {
-			return nil, fmt.Errorf("control socket %s: exists and is not a socket; remove it", path)
-		}
-		os.Remove(path)
+	if err := checkStaleControl(path); err != nil {
+		return nil, err
 	}
 	srv := rpc.NewServer()
 	if err := srv.RegisterName("Store", svc); err != nil {
 		return nil, err
 	}
-	old := umask(0o177)
-	ln, err := net.Listen("unix", path)
-	umask(old)
+	ln, sock, err := bindControl(path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	var wg sync.WaitGroup
 	conns := map[net.Conn]struct{}{}
@@ -250,7 +246,11 @@ func listenControl(storePath string, svc *ControlService, log *slog.Logger) (sto
 			conns[c] = struct{}{}
 			mu.Unlock()
 			wg.Go(func() {
-				srv.ServeConn(c)
+				bc := newBoundedConn(c, maxControlRequest, unbounded)
+				srv.ServeConn(bc)
+				if errors.Is(bc.in.err, errControlTooLarge) {
+					log.Warn("kmsring: control socket: closed a connection", "err", bc.in.err)
+				}
 				mu.Lock()
 				delete(conns, c)
 				mu.Unlock()
@@ -258,7 +258,11 @@ func listenControl(storePath string, svc *ControlService, log *slog.Logger) (sto
 		}
 	})
 	return func() {
-		ln.Close() // removes the socket file
+		ln.Close()
+		// The socket goes if it is still the one bindControl made.
+		if fi, err := os.Lstat(path); err == nil && os.SameFile(fi, sock) {
+			os.Remove(path)
+		}
 		mu.Lock()
 		for c := range conns {
 			c.Close()
@@ -266,6 +270,84 @@ func listenControl(storePath string, svc *ControlService, log *slog.Logger) (sto
 		mu.Unlock()
 		wg.Wait()
 	}, nil
+}
+
+// checkStaleControl returns an error unless path is free for serve's
+// socket: absent, or a socket of this user that a crashed serve left.
+func checkStaleControl(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("control socket: %w", err)
+	case fi.Mode().Type() != fs.ModeSocket:
+		return fmt.Errorf("control socket %s: exists and is not a socket; remove it", path)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != controlOwnerUID() {
+		return fmt.Errorf("control socket %s: exists and belongs to %s, not to this user: keep the store in a directory of its own, or have the socket removed", path, userString(uid))
+	}
+	return nil
+}
+
+// userString names user ID uid, with its name where it has one.
+func userString(uid int) string {
+	s := "user ID " + strconv.Itoa(uid)
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		s += " (" + u.Username + ")"
+	}
+	return s
+}
+
+// controlOwnerUID is the user ID both ends of the control socket must
+// have (a variable so that a test can play another user).
+var controlOwnerUID = os.Getuid
+
+// controlBound is called with the socket's path once bindControl has
+// bound the socket (a variable so that a test can swap the path then).
+var controlBound = func(path string) {}
+
+// bindControl makes the Unix socket at path, mode 0600, and returns its
+// listener and file. It binds in a directory of its own (mode 0700,
+// beside path, so that the rename stays within one file system), sets
+// the mode there, where no other user can put anything in the socket's
+// place, and renames the socket to path: rename replaces a stale socket
+// without following a symlink, and fails on another user's file in a
+// sticky directory. Setting the mode by path beside the store would
+// follow a symlink swapped in after bind; fchmod on the listener's
+// descriptor changes the socket's in-kernel inode on Linux, not the file
+// bind made; and the umask is the whole process's.
+func bindControl(path string) (*net.UnixListener, os.FileInfo, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".ctl")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.Remove(dir)
+	p := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+	if err != nil {
+		return nil, nil, err
+	}
+	// Closing would unlink p, where the socket no longer is: stop
+	// removes path.
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (*net.UnixListener, os.FileInfo, error) {
+		ln.Close()
+		os.Remove(p)
+		return nil, nil, err
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		return fail(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fail(err)
+	}
+	controlBound(path)
+	if err := os.Rename(p, path); err != nil {
+		return fail(err)
+	}
+	return ln, fi, nil
 }
 
 // remoteStore is the store of a serve that holds it, reached through its
@@ -293,7 +375,7 @@ func dialControl(storePath string) (*remoteStore, error) {
 		conn.Close()
 		return nil, fmt.Errorf("control socket %s: %w", storePath+controlSuffix, err)
 	}
-	return &remoteStore{c: rpc.NewClient(conn)}, nil
+	return &remoteStore{c: rpc.NewClient(newBoundedConn(conn, maxControlReply, maxControlRequest))}, nil
 }
 
 // call makes one call, ending early (with the call abandoned) when ctx

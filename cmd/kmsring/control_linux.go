@@ -35,8 +35,11 @@ func checkPeer(c net.Conn) error {
 	return nil
 }
 
-// controlOwnerUID is the user ID both ends of the control socket must
-// have (a variable so that a test can play another user).
-var controlOwnerUID = os.Getuid
-
-func umask(m int) int { return syscall.Umask(m) }
+// fileOwner returns the user ID that owns the file fi describes.
+func fileOwner(fi os.FileInfo) (uid int, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
+}
