@@ -57,7 +57,7 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "measured time of each phase")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each phase")
 	cpuprofile := flag.String("cpuprofile", "", "write kmsring's (in-process) server CPU profile here")
-	servers := flag.String("servers", "local-kms,kmsring,do-nothing", "the servers to drive, in order: local-kms, kmsring (the endpoint in a child process, set up as serve sets it up), serve (the kmsring serve binary built from this checkout; serve=PATH runs the binary PATH, such as one built from another commit), do-nothing")
+	servers := flag.String("servers", "local-kms,kmsring,do-nothing", "the servers to drive, in order: local-kms, kmsring (the endpoint in a child process, set up as serve sets it up; kmsring=bare without the audit log, request log and metrics), serve (the kmsring serve binary built from this checkout; serve=PATH runs the binary PATH, such as one built from another commit), do-nothing")
 	ops := flag.String("ops", "GenerateDataKey,Decrypt", "the operations")
 	clientCounts := flag.String("clients", "1,16", "the numbers of concurrent clients")
 	rounds := flag.Int("rounds", 1, "run each phase this many times, the servers taking turns, and sum them: on a shared machine, load that comes and goes then weighs on every server alike")
@@ -75,7 +75,7 @@ func main() {
 		case "local-kms":
 			c = startLocalKMS(dir)
 		case "kmsring":
-			c = startKMSRing(dir, *cpuprofile)
+			c = startKMSRing(dir, *cpuprofile, bin == "bare")
 		case "serve":
 			c = startServe(dir, bin)
 		case "do-nothing":
@@ -171,16 +171,25 @@ func newClient(url, id, secret string) *kms.Client {
 	})
 }
 
-func startKMSRing(dir, cpuprofile string) *child {
-	kdir := filepath.Join(dir, "kmsring")
-	check(os.Mkdir(kdir, 0o700))
+// startKMSRing runs the endpoint in a child process; bare, it runs it
+// without the audit log, the request log and the metrics: the handler's
+// own work (SigV4, the policy, the data key) through net/http, what no
+// cut outside the handler can go below.
+func startKMSRing(dir, cpuprofile string, bare bool) *child {
+	name := "kmsring"
 	var env []string
-	if cpuprofile != "" {
+	if bare {
+		name = "kmsring (no audit, log or metrics)"
+		env = append(env, "BENCH_AUDIT=off", "BENCH_OBSERVE=off")
+	}
+	kdir, err := os.MkdirTemp(dir, "kmsring")
+	check(err)
+	if cpuprofile != "" && !bare {
 		abs, err := filepath.Abs(cpuprofile)
 		check(err)
-		env = []string{"BENCH_CPUPROFILE=" + abs}
+		env = append(env, "BENCH_CPUPROFILE="+abs)
 	}
-	return startChild("kmsring", env, "serve-kmsring", kdir)
+	return startChild(name, env, "serve-kmsring", kdir)
 }
 
 // startChild runs this program with args as a server and reads the
