@@ -23,7 +23,10 @@ import (
 // (text or JSON), and with --metrics-addr, Prometheus metrics on /metrics
 // and a health check on /healthz.
 
-// newLogger returns serve's logger on w in format "text" or "json".
+// newLogger returns serve's logger on w in format "text" or "json". The
+// request lines do not go through it: requestLogger writes them as these
+// handlers with nil options would, so an option set here must be set
+// there too (requestlog.go).
 func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 	switch format {
 	case "text":
