@@ -23,7 +23,10 @@ import (
 // (text or JSON), and with --metrics-addr, Prometheus metrics on /metrics
 // and a health check on /healthz.
 
-// newLogger returns serve's logger on w in format "text" or "json".
+// newLogger returns serve's logger on w in format "text" or "json". The
+// request lines do not go through it: requestLogger writes them as these
+// handlers with nil options would, so an option set here must be set
+// there too (requestlog.go).
 func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 	switch format {
 	case "text":
@@ -32,34 +35,6 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, nil)), nil
 	}
 	return nil, usageError("--log-format must be text or json, not %q", format)
-}
-
-// logRequest writes one line per request: time, principal, operation, key,
-// outcome (success or the AWS exception), duration, and what ties it to
-// the client (request ID, access key ID, address).
-func logRequest(l *slog.Logger) func(context.Context, kmsapi.Request) {
-	return func(ctx context.Context, r kmsapi.Request) {
-		outcome := "success"
-		level := slog.LevelInfo
-		if r.Exception != "" {
-			outcome = r.Exception
-			if r.Status >= 500 {
-				level = slog.LevelError
-			} else {
-				level = slog.LevelWarn
-			}
-		}
-		l.LogAttrs(ctx, level, "kmsring request",
-			slog.String("principal", r.Principal),
-			slog.String("operation", r.Operation),
-			slog.String("key_id", r.KeyID),
-			slog.String("outcome", outcome),
-			slog.Int("status", r.Status),
-			slog.Float64("duration_ms", float64(r.Duration.Microseconds())/1000),
-			slog.String("access_key_id", r.AccessKeyID),
-			slog.String("request_id", r.RequestID),
-			slog.String("remote_addr", r.RemoteAddr))
-	}
 }
 
 // metrics are serve's request metrics.

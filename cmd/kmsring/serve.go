@@ -121,6 +121,7 @@ commands and any number of serve processes share the keys directly.`,
 		if err != nil {
 			return err
 		}
+		reqLog := newRequestLogger(lb, sf.logFormat, logger)
 		a.auditFailClosed = sf.auditFailClosed
 		var tlsConfig *tls.Config
 		if certFile != "" {
@@ -142,7 +143,7 @@ commands and any number of serve processes share the keys directly.`,
 		// A store made for this serve is kept once serve listens; if it
 		// cannot (the port is taken, say), nothing is left behind.
 		listening := false
-		err = a.serve(ctx, addr, tlsConfig, logger, sf, maxLoaded, func() {
+		err = a.serve(ctx, addr, tlsConfig, logger, reqLog, sf, maxLoaded, func() {
 			listening = true
 			a.keepCreated()
 		})
@@ -188,8 +189,9 @@ func isLoopbackHost(host string) bool {
 }
 
 // serve runs the endpoint on addr until ctx ends, with the rotation
-// scheduler over the store's keys.
-func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, sf serveFlags, maxLoaded int, ready func()) error {
+// scheduler over the store's keys. reqLog writes the request lines, on
+// logger's writer.
+func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, logger *slog.Logger, reqLog *requestLogger, sf serveFlags, maxLoaded int, ready func()) error {
 	logger.Info("kmsring serve", "version", version(), "fips140", fips140.Enabled(), "fips140_enforced", fips140.Enforced(), "fips140_module", fips140.Version())
 	keys, err := a.newServeKeys(ctx, logger, maxLoaded)
 	if err != nil {
@@ -204,7 +206,7 @@ func (a *app) serve(ctx context.Context, addr string, tlsConfig *tls.Config, log
 		kmsapi.WithRegion(a.region), kmsapi.WithAccount(a.account),
 		kmsapi.WithAuditor(a.log), kmsapi.WithAuditor(keys), kmsapi.WithAuditor(m.keys),
 		kmsapi.WithLogger(logger), kmsapi.WithMaxLoadedKeys(maxLoaded),
-		kmsapi.WithRequestObserver(logRequest(logger)), kmsapi.WithRequestObserver(m.observe))
+		kmsapi.WithRequestObserver(reqLog.log), kmsapi.WithRequestObserver(m.observe))
 	if err != nil {
 		return err
 	}
