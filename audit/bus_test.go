@@ -12,6 +12,7 @@ import (
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/rotation"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -235,4 +236,29 @@ func TestCollectorMaxKeySeriesConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, 10, testutil.CollectAndCount(c, "kmsring_operations_total"))
+}
+
+// TestCollectorMaxKeySeriesVersions: the version label is the caller's
+// on a failure (Decrypt reports the version a tampered blob names, read
+// before the blob is authenticated), so a caller allowed to decrypt with
+// one key, which stays the most recent, must not grow its series with
+// every version number it makes up: the versions of a key are bounded
+// too, those counted most recently staying.
+func TestCollectorMaxKeySeriesVersions(t *testing.T) {
+	ctx := t.Context()
+	c := audit.NewCollector(audit.WithMaxKeySeries(1))
+	count := func(v uint32) {
+		require.NoError(t, c.Audit(ctx, keyring.AuditEvent{Operation: keyring.OpDecrypt, KeyID: "k", Version: v, Err: keyring.ErrUnknownVersion}))
+	}
+	count(1)
+	for v := range uint32(1000) {
+		count(v + 2)
+	}
+	count(1) // counted again: it stays, from zero
+	assert.Equal(t, 16, testutil.CollectAndCount(c, "kmsring_operations_total"))
+	out, err := testutil.CollectAndFormat(c, expfmt.TypeTextPlain, "kmsring_operations_total")
+	require.NoError(t, err)
+	assert.Contains(t, string(out), `kmsring_operations_total{key_id="k",operation="Decrypt",outcome="failure",version="1"} 1`+"\n")
+	assert.Contains(t, string(out), `version="1001"} 1`+"\n")
+	assert.NotContains(t, string(out), `version="2"}`)
 }

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -50,7 +51,7 @@ type Collector struct {
 	// recently counted first.
 	maxKeys  int
 	seriesMu sync.Mutex
-	recent   *list.List // of key IDs
+	recent   *list.List // of *keySeries
 	series   map[string]*list.Element
 
 	ops, pendingUses                                          *prometheus.CounterVec
@@ -84,6 +85,11 @@ func WithKeySource(f func() []*keyring.Keyring) CollectorOption {
 // which Prometheus's rate and increase read as a counter reset. kmsring
 // serve bounds them as it bounds the keys it holds (--max-loaded-keys), so
 // that a key per tenant does not grow /metrics with every tenant served.
+//
+// Of each key, the series of at most 16 versions stay (those
+// counted most recently): a failed Decrypt counts the version its blob
+// names, which the caller chose, so that the versions of one key, unbound,
+// would grow /metrics as fast as a caller can make them up.
 func WithMaxKeySeries(n int) CollectorOption {
 	return func(x *Collector) { x.maxKeys = max(n, 1) }
 }
@@ -117,18 +123,43 @@ func NewCollector(opts ...CollectorOption) *Collector {
 	return c
 }
 
-// countedLocked marks keyID as counted now and, past the bound, deletes
-// the series of the key counted least recently. c.seriesMu is held.
-func (c *Collector) countedLocked(keyID string) {
-	if e, ok := c.series[keyID]; ok {
+// maxVersionSeries is how many versions of a key keep their counter
+// series under WithMaxKeySeries.
+const maxVersionSeries = 16
+
+// keySeries is a key with counter series under WithMaxKeySeries.
+type keySeries struct {
+	id       string
+	versions []uint32 // those with series, most recently counted first
+}
+
+// countedLocked marks version of keyID as counted now and, past the
+// bounds, deletes the series of the key counted least recently, or of
+// keyID's version counted least recently. c.seriesMu is held.
+func (c *Collector) countedLocked(keyID string, version uint32) {
+	e, ok := c.series[keyID]
+	if ok {
 		c.recent.MoveToFront(e)
-		return
+	} else {
+		e = c.recent.PushFront(&keySeries{id: keyID})
+		c.series[keyID] = e
 	}
-	c.series[keyID] = c.recent.PushFront(keyID)
+	k := e.Value.(*keySeries)
+	if i := slices.Index(k.versions, version); i >= 0 {
+		copy(k.versions[1:i+1], k.versions[:i])
+		k.versions[0] = version
+	} else {
+		if len(k.versions) == maxVersionSeries {
+			old := k.versions[len(k.versions)-1]
+			k.versions = k.versions[:len(k.versions)-1]
+			c.ops.DeletePartialMatch(prometheus.Labels{"key_id": keyID, "version": strconv.FormatUint(uint64(old), 10)})
+		}
+		k.versions = slices.Insert(k.versions, 0, version)
+	}
 	if c.recent.Len() <= c.maxKeys {
 		return
 	}
-	old := c.recent.Remove(c.recent.Back()).(string)
+	old := c.recent.Remove(c.recent.Back()).(*keySeries).id
 	delete(c.series, old)
 	c.ops.DeletePartialMatch(prometheus.Labels{"key_id": old})
 	c.pendingUses.DeleteLabelValues(old)
@@ -153,7 +184,7 @@ func (c *Collector) Audit(_ context.Context, e keyring.AuditEvent) error {
 		// belongs to a marked key.
 		c.seriesMu.Lock()
 		defer c.seriesMu.Unlock()
-		c.countedLocked(e.KeyID)
+		c.countedLocked(e.KeyID, e.Version)
 	}
 	c.ops.WithLabelValues(string(e.Operation), e.KeyID, strconv.FormatUint(uint64(e.Version), 10), outcome).Inc()
 	if errors.Is(e.Err, keyring.ErrKeyPendingDeletion) {
