@@ -323,3 +323,45 @@ func TestWakeDuringPassIsKept(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, <-done, context.Canceled)
 }
+
+// countIndex is a memstore that counts its due index queries.
+type countIndex struct {
+	*memstore.Store
+	queries atomic.Int64
+}
+
+func (s *countIndex) ListDue(ctx context.Context, through time.Time, after store.DueEntry, limit int) ([]store.DueEntry, error) {
+	s.queries.Add(1)
+	return s.Store.ListDue(ctx, through, after, limit)
+}
+
+// A flood of Wakes (serve calls Wake for every key another replica
+// creates or updates, through PostgreSQL's notifications) costs a pass,
+// two due index queries, per Wake, with no pause between passes: the
+// scheduler of every replica queries the index as fast as another
+// replica's tenants create keys, bounded only by the query's latency.
+// The clock never moves here: a bound would keep the passes to a few.
+func TestAttackWakeFloodPassesUnbounded(t *testing.T) {
+	t.Skip("finding 4: a Wake-triggered pass is not rate-limited; see notes/review2-note.md (this test waits for a pass per Wake, and must be reworked with the fix)")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	clk := clockwork.NewFakeClockAt(epoch)
+	st := &countIndex{Store: memstore.New()}
+	set, err := keyring.OpenSet(ctx, st, keyring.WithClock(clk))
+	require.NoError(t, err)
+	s := rotation.New(rotation.WithClock(clk), rotation.WithLogger(quiet), rotation.WithSet(set),
+		rotation.WithRefreshInterval(10000*day))
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	require.NoError(t, clk.BlockUntilContext(ctx, 1)) // the first pass is over
+	const wakes = 50
+	for i := range wakes {
+		s.Wake()
+		// The pass it caused is over: the scheduler sleeps again (each
+		// sleep leaves one more waiter on the fake clock).
+		require.NoError(t, clk.BlockUntilContext(ctx, i+2))
+	}
+	cancel()
+	assert.ErrorIs(t, <-done, context.Canceled)
+	assert.LessOrEqual(t, st.queries.Load(), int64(2*3), "%d Wakes, the clock still: at most a few passes", wakes)
+}
