@@ -342,7 +342,7 @@ func (s *countIndex) ListDue(ctx context.Context, through time.Time, after store
 // replica's tenants create keys, bounded only by the query's latency.
 // The clock never moves here: a bound would keep the passes to a few.
 func TestAttackWakeFloodPassesUnbounded(t *testing.T) {
-	t.Skip("finding 4: a Wake-triggered pass is not rate-limited; see notes/review2-note.md (this test waits for a pass per Wake, and must be reworked with the fix)")
+	t.Skip("finding 2: a Wake-triggered pass is not rate-limited; see notes/review2-note.md (this test waits for a pass per Wake, and must be reworked with the fix)")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	clk := clockwork.NewFakeClockAt(epoch)
