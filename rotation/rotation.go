@@ -121,6 +121,9 @@ type Scheduler struct {
 	// pass (news the pass may have missed) is kept apart from the wake
 	// signals of the pass's own rotations, which are dropped.
 	woken atomic.Bool
+	// pace is the clock Wake-started passes are spaced on (minWakeGap):
+	// real time, whatever clock the keys run on.
+	pace keyring.Clock
 
 	mu    sync.Mutex
 	keys  []*keyring.Keyring
@@ -140,10 +143,17 @@ type Scheduler struct {
 // minRetry is the first retry delay after a failed pass.
 const minRetry = time.Second
 
+// minWakeGap is the least real time between the end of a pass and the
+// start of a pass a Wake asked for. serve calls Wake for every key
+// another replica creates or changes; a stream of them costs a pass per
+// gap, not a pass per change.
+const minWakeGap = 50 * time.Millisecond
+
 // New returns a scheduler holding no keys.
 func New(opts ...Option) *Scheduler {
 	s := &Scheduler{
 		clock:     keyring.RealClock(),
+		pace:      keyring.RealClock(),
 		refresh:   DefaultRefreshInterval,
 		log:       slog.Default(),
 		wake:      make(chan struct{}, 1),
@@ -188,7 +198,8 @@ func (s *Scheduler) Remove(k *keyring.Keyring) {
 }
 
 // Wake makes Run look at its keys, and at the due index of its set, at
-// once: for a caller that changed a key's schedule through a handle the
+// once (at most one such look per 50 ms of real time, however many Wakes):
+// for a caller that changed a key's schedule through a handle the
 // scheduler does not hold.
 func (s *Scheduler) Wake() {
 	s.woken.Store(true)
@@ -308,9 +319,19 @@ func (s *Scheduler) checkOverdue(k *keyring.Keyring) {
 func (s *Scheduler) Run(ctx context.Context) error {
 	lastRefresh := s.clock.Now()
 	retry := time.Duration(0)
+	var lastPass time.Time // on s.pace
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if s.woken.Load() && !lastPass.IsZero() {
+			if gap := minWakeGap - s.pace.Now().Sub(lastPass); gap > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-s.pace.After(gap):
+				}
+			}
 		}
 		if now := s.clock.Now(); now.Sub(lastRefresh) >= s.refresh {
 			lastRefresh = now
@@ -322,6 +343,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		s.woken.Store(false)
 		p := s.runOnce(ctx)
+		lastPass = s.pace.Now()
 		events, err := p.events, errors.Join(p.errs...)
 		// RunOnce's own rotations signalled wake; the wait below
 		// accounts for them.
