@@ -67,8 +67,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/kmsring/kmsring/internal/jsonesc"
 	"github.com/kmsring/kmsring/keyring"
 	"github.com/kmsring/kmsring/store"
 )
@@ -365,73 +365,12 @@ func separator(i int, open byte) byte {
 }
 
 // appendString appends s as a JSON string, escaped as encoding/json
-// escapes it (with its default HTML escaping): '"' and '\\' after a
-// backslash; \b, \f, \n, \r and \t in their short forms; other bytes below
-// 0x20, '<', '>' and '&' as \u00XX (lowercase hex); U+2028 and U+2029 as
-// \u2028 and \u2029; each byte of invalid UTF-8 as \ufffd.
+// escapes it (with its default HTML escaping).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', lowerHex[c>>4], lowerHex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', lowerHex[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
+	b = jsonesc.EncodingJSON.Append(b, s)
 	return append(b, '"')
 }
-
-const lowerHex = "0123456789abcdef"
-
-// jsonSafe marks the ASCII bytes appendString copies as they are: all but
-// control characters, '"', '\\', '<', '>' and '&'. DEL (0x7f) is safe.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := ' '; c < utf8.RuneSelf; c++ {
-		t[c] = true
-	}
-	for _, c := range `"\<>&` {
-		t[c] = false
-	}
-	return t
-}()
 
 // chainHash is what the next record's Prev holds in an unkeyed log.
 func chainHash(data []byte) string {

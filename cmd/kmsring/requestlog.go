@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/kmsring/kmsring/internal/jsonesc"
 	"github.com/kmsring/kmsring/kmsapi"
 )
 
@@ -123,13 +124,13 @@ func appendRequestLine(b []byte, t time.Time, r kmsapi.Request, json bool) (_ []
 		b = append(b, `","level":"`...)
 		b = append(b, level...)
 		b = append(b, `","msg":"`+requestMsg+`","principal":"`...)
-		b = appendJSONString(b, r.Principal)
+		b = jsonesc.Slog.Append(b, r.Principal)
 		b = append(b, `","operation":"`...)
-		b = appendJSONString(b, r.Operation)
+		b = jsonesc.Slog.Append(b, r.Operation)
 		b = append(b, `","key_id":"`...)
-		b = appendJSONString(b, r.KeyID)
+		b = jsonesc.Slog.Append(b, r.KeyID)
 		b = append(b, `","outcome":"`...)
-		b = appendJSONString(b, requestOutcome(r))
+		b = jsonesc.Slog.Append(b, requestOutcome(r))
 		b = append(b, `","status":`...)
 		b = strconv.AppendInt(b, int64(r.Status), 10)
 		b = append(b, `,"duration_ms":`...)
@@ -138,11 +139,11 @@ func appendRequestLine(b []byte, t time.Time, r kmsapi.Request, json bool) (_ []
 		// the microsecond is 0 or at least 0.001, and below 1e13.
 		b = strconv.AppendFloat(b, ms, 'f', -1, 64)
 		b = append(b, `,"access_key_id":"`...)
-		b = appendJSONString(b, r.AccessKeyID)
+		b = jsonesc.Slog.Append(b, r.AccessKeyID)
 		b = append(b, `","request_id":"`...)
-		b = appendJSONString(b, r.RequestID)
+		b = jsonesc.Slog.Append(b, r.RequestID)
 		b = append(b, `","remote_addr":"`...)
-		b = appendJSONString(b, r.RemoteAddr)
+		b = jsonesc.Slog.Append(b, r.RemoteAddr)
 		b = append(b, "\"}\n"...)
 		return b, true
 	}
@@ -184,12 +185,6 @@ func appendRFC3339Millis(b []byte, t time.Time) []byte {
 	return append(b[:n+prefixLen], b[n+prefixLen+1:]...)
 }
 
-// jsonSafe reports whether the ASCII byte c stands for itself inside a
-// JSON string (log/slog's and encoding/json's safeSet).
-func jsonSafe(c byte) bool {
-	return c >= ' ' && c != '"' && c != '\\'
-}
-
 // appendTextString appends s as slog's text handler writes a string value:
 // as it is, or quoted by strconv.Quote when it is empty or holds a space,
 // '=', '"', a control character, invalid UTF-8, or a rune that is a space
@@ -209,7 +204,7 @@ func textNeedsQuoting(s string) bool {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c != '\\' && (c == ' ' || c == '=' || !jsonSafe(c)) {
+			if c <= ' ' || c == '=' || c == '"' { // a space, a control character, or slog's specials
 				return true
 			}
 			i++
@@ -222,54 +217,4 @@ func textNeedsQuoting(s string) bool {
 		i += size
 	}
 	return false
-}
-
-// appendJSONString appends s escaped as slog's JSON handler escapes a
-// string, without the quotes: '"', '\\' and control characters escaped,
-// invalid UTF-8 as \ufffd, U+2028 and U+2029 as \u2028 and \u2029; '<',
-// '>' and '&' as they are.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if jsonSafe(c) {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(b, s[start:]...)
 }
